@@ -1,0 +1,83 @@
+"""Endpoints (subscribers), Deliveries (one event to one endpoint), Attempts (one HTTP try)."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+DELIVERY_STATUSES = ("pending", "delivering", "retrying", "succeeded", "failed", "cancelled")
+
+
+class Endpoint(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    url = fields.TextField()
+    description = fields.TextField(default="")
+    enabled = fields.BooleanField(default=True)
+    disabled_reason = fields.TextField(null=True)
+    secret_encrypted = fields.TextField()
+    previous_secret_encrypted = fields.TextField(null=True)
+    previous_secret_expires_at = fields.DatetimeField(null=True)
+    event_types = fields.JSONField(default=list)
+    sources = fields.JSONField(default=list)
+    filter_rule = fields.JSONField(null=True, source_field="filter")
+    headers = fields.JSONField(default=dict)
+    timeout_seconds = fields.FloatField(null=True)
+    max_in_flight = fields.IntField(default=10)
+    rate_limit_per_second = fields.FloatField(null=True)
+    retry_schedule = fields.JSONField(null=True)
+    circuit_opened_at = fields.DatetimeField(null=True)
+    consecutive_failures = fields.IntField(default=0)
+    first_failure_at = fields.DatetimeField(null=True)
+    last_success_at = fields.DatetimeField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "endpoint"
+
+
+class Delivery(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    event_id = fields.CharField(max_length=40)
+    endpoint_id = fields.CharField(max_length=40)
+    status = fields.CharField(max_length=12, default="pending")
+    attempts_count = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    lease_owner = fields.CharField(max_length=64, null=True)
+    lease_expires_at = fields.DatetimeField(null=True)
+    last_status_code = fields.IntField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+    completed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "delivery"
+        indexes = [
+            Index(fields=("event_id",), name="delivery_event_idx"),
+            Index(fields=("endpoint_id", "id"), name="delivery_endpoint_idx"),
+            Index(fields=("status", "id"), name="delivery_status_idx"),
+        ]
+
+
+class Attempt(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    delivery_id = fields.CharField(max_length=40)
+    endpoint_id = fields.CharField(max_length=40)
+    number = fields.IntField()
+    started_at = fields.DatetimeField()
+    duration_ms = fields.FloatField()
+    status_code = fields.IntField(null=True)
+    error = fields.CharField(max_length=20, null=True)
+    error_detail = fields.TextField(null=True)
+    request_headers = fields.JSONField(default=dict)
+    response_headers = fields.JSONField(default=dict)
+    response_body = fields.TextField(default="")
+
+    class Meta:
+        table = "attempt"
+        indexes = [
+            Index(fields=("delivery_id", "number"), name="attempt_delivery_idx"),
+            Index(fields=("endpoint_id", "started_at"), name="attempt_endpoint_idx"),
+        ]

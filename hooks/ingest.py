@@ -1,0 +1,127 @@
+"""`POST /in/<slug>`: verify, store durably, answer. The one view on Relay's hot path."""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from hooks.headers import stored_headers
+from hooks.rules import ParsedBody, extract
+from hooks.sources import IngestSource, get_ingest_source
+from hooks.store import NewEvent, rejection_log, store_event
+from hooks.verify import DEFAULT_TOKEN_HEADER, VerificationError, verify_request
+from relay.bus import publish
+from relay.database import is_database_unavailable
+
+log = logging.getLogger("relay.ingest")
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def _json(status: int, payload: dict) -> HttpResponse:
+    return JsonResponse(payload, status=status)
+
+
+def database_unavailable() -> HttpResponse:
+    response = _json(503, {"detail": "the database is unavailable; retry later"})
+    response["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def _secret_carriers(source: IngestSource) -> frozenset[str]:
+    """Headers that carry a token source's shared secret: never stored or forwarded."""
+    if source.verification.kind != "token" or source.verification.query_param:
+        return frozenset()
+    return frozenset({(source.verification.header or DEFAULT_TOKEN_HEADER).lower()})
+
+
+def _query_without_secret(raw_query: str, source: IngestSource) -> str:
+    param = source.verification.query_param if source.verification.kind == "token" else None
+    if not param or param not in raw_query:
+        return raw_query
+    return "&".join(
+        part for part in raw_query.split("&") if part.split("=", 1)[0] != param
+    )
+
+
+async def _refuse(source: IngestSource, reason: str, headers: dict[str, str],
+                  body: bytes) -> HttpResponse:
+    publish({"type": "ingest.rejected", "source": source.slug, "reason": reason})
+    try:
+        await rejection_log.record(source.id, reason, headers, body)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        log.warning("could not keep refused request for %s: database unavailable", source.slug)
+    return _json(401, {"detail": f"verification failed: {reason}"})
+
+
+@csrf_exempt
+async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
+    if request.method != "POST":
+        response = _json(405, {"detail": "use POST to deliver a webhook"})
+        response["Allow"] = "POST"
+        return response
+    try:
+        source = await get_ingest_source(slug)
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            return database_unavailable()
+        raise
+    if source is None or not source.enabled:
+        return _json(404, {"detail": f"no enabled source with slug {slug!r}"})
+
+    body = request.body
+    raw_query = request.META.get("QUERY_STRING", "")
+    headers = stored_headers(request.scope["headers"], drop=_secret_carriers(source))
+    try:
+        verify_request(
+            source.verification, source.secret, _all_headers(request, headers, source),
+            dict(parse_qsl(raw_query, keep_blank_values=True)), body, time.time(),
+        )
+    except VerificationError as refusal:
+        return await _refuse(source, str(refusal), headers, body)
+
+    parsed = ParsedBody(body)
+    event = NewEvent(
+        source_id=source.id,
+        source_slug=source.slug,
+        event_type=extract(source.event_type, headers, parsed),
+        dedup_key=extract(source.dedup, headers, parsed),
+        method=request.method,
+        query=_query_without_secret(raw_query, source),
+        headers=headers,
+        content_type=headers.get("content-type", ""),
+        body=body,
+    )
+    try:
+        stored = await store_event(event, settings.RELAY_DEDUP_WINDOW)
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            log.warning("ingest for %s refused with 503: database unavailable (%s)", slug, exc)
+            return database_unavailable()
+        raise
+    if stored.duplicate:
+        return _json(200, {"id": stored.id, "duplicate": True})
+    publish({
+        "type": "event.received",
+        "event": {
+            "id": stored.id, "source": source.slug, "event_type": event.event_type,
+            "received_at": stored.received_at.isoformat(), "size": len(body),
+        },
+    })
+    return _json(202, {"id": stored.id})
+
+
+def _all_headers(request: HttpRequest, stored: dict[str, str],
+                 source: IngestSource) -> dict[str, str]:
+    """Verification sees every header, the secret-carrying one included."""
+    carriers = _secret_carriers(source)
+    if not carriers:
+        return stored
+    return stored_headers(request.scope["headers"])

@@ -1,0 +1,69 @@
+"""Sources (where webhooks come from), Events (what arrived), refused requests."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+
+class Source(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    slug = fields.CharField(max_length=100, unique=True)
+    name = fields.CharField(max_length=200, default="")
+    enabled = fields.BooleanField(default=True)
+    max_body_bytes = fields.IntField(null=True)
+    verification = fields.JSONField(default=dict)
+    """The verification settings without the secret: kind, header, algorithm, ..."""
+    secret_encrypted = fields.TextField(null=True)
+    dedup = fields.JSONField(null=True)
+    event_type_rule = fields.JSONField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "source"
+
+
+class Event(Model):
+    """One received webhook, or one published through the API. Never modified after insert
+    except for `routed_at`, which the dispatcher sets once it has created the deliveries."""
+
+    id = fields.CharField(max_length=40, primary_key=True)
+    source_id = fields.CharField(max_length=40, null=True)
+    source_slug = fields.CharField(max_length=100, null=True)
+    event_type = fields.CharField(max_length=255, null=True)
+    dedup_key = fields.CharField(max_length=255, null=True)
+    received_at = fields.DatetimeField()
+    method = fields.CharField(max_length=10, default="POST")
+    query = fields.TextField(default="")
+    headers = fields.JSONField(default=dict)
+    content_type = fields.CharField(max_length=255, default="")
+    size = fields.IntField(default=0)
+    body = fields.BinaryField()
+    routed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "event"
+        indexes = [
+            Index(fields=("source_id", "dedup_key", "received_at"), name="event_dedup_idx"),
+            Index(fields=("source_slug", "id"), name="event_source_idx"),
+            Index(fields=("event_type", "id"), name="event_type_idx"),
+            Index(fields=("received_at",), name="event_received_idx"),
+        ]
+
+
+class RejectedRequest(Model):
+    """A refused ingest request, kept 7 days so an admin can see why a provider fails."""
+
+    id = fields.CharField(max_length=40, primary_key=True)
+    source_id = fields.CharField(max_length=40)
+    received_at = fields.DatetimeField()
+    reason = fields.TextField()
+    headers = fields.JSONField(default=dict)
+    body_preview = fields.BinaryField()
+    size = fields.IntField(default=0)
+
+    class Meta:
+        table = "rejected_request"
+        indexes = [Index(fields=("source_id", "received_at"), name="rejected_source_idx")]

@@ -1,0 +1,138 @@
+"""The admin API's shell: bearer-token auth with scopes, JSON errors, cursor pagination.
+
+Domain routers (hooks.api, dispatch.api) are mounted on `api` in relay/urls.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+from tortoise.queryset import QuerySet
+
+from relay.crypto import hash_token
+from relay.database import is_database_unavailable
+from relay.ids import ID_PATTERN
+from relay.models import ApiToken
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 250
+
+
+class TokenAuth(HttpBearer):
+    """`Authorization: Bearer rly_…`. Viewer tokens may only read."""
+
+    async def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        row = await ApiToken.get_or_none(token_hash=hash_token(token), revoked_at=None)
+        if row is None:
+            return None
+        if request.method not in SAFE_METHODS and row.scope != "admin":
+            raise HttpError(403, "this token has the viewer scope: it may only read")
+        return row
+
+
+def require_admin(request: HttpRequest) -> None:
+    """For reads that only admins may make (secrets)."""
+    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    if token.scope != "admin":
+        raise HttpError(403, "reading a secret needs an admin token")
+
+
+api = NinjaAPI(
+    title="Relay API",
+    version="1",
+    description="Manage Relay's sources, endpoints, events and deliveries.",
+    auth=TokenAuth(),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+def _detail(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
+    return api.create_response(request, {"detail": detail, **extra}, status=status)
+
+
+def _field_name(location: Any) -> str:
+    parts = [str(part) for part in location if part not in ("body", "payload", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    problems = []
+    for error in exc.errors:
+        field = _field_name(error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{field}: {message}")
+    if any(error.get("type") == "json_invalid" for error in exc.errors):
+        return _detail(request, 400, "the request body is not valid JSON")
+    return _detail(request, 422, "; ".join(problems) or "invalid input", errors=[
+        {"field": _field_name(error.get("loc", ())), "message": str(error.get("msg", ""))}
+        for error in exc.errors
+    ])
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _detail(request, 401, "a valid API token is required: Authorization: Bearer rly_…")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _detail(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Exception)
+def on_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if is_database_unavailable(exc):
+        response = _detail(request, 503, "the database is unavailable; retry later")
+        response["Retry-After"] = "5"
+        return response
+    raise exc
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(f"c1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if not text.startswith("c1:") or not ID_PATTERN.match(text[3:]):
+        raise HttpError(400, "cursor is not one this API returned; start again without it")
+    return text[3:]
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise HttpError(422, f"limit: must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+async def paginate(queryset: QuerySet, limit: int, cursor: str | None) -> tuple[list, str | None]:
+    """Newest first by id (ids sort by creation time); `next_cursor` None on the last page."""
+    check_limit(limit)
+    if cursor:
+        queryset = queryset.filter(id__lt=decode_cursor(cursor))
+    rows = await queryset.order_by("-id").limit(limit + 1)
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].id)
+    return rows, None
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()

@@ -1,0 +1,74 @@
+"""The ASGI application: lifespan (Tortoise, live bus) → request limits → Django / Channels."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "relay.settings")
+django.setup()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from relay import lifecycle  # noqa: E402
+from relay.handler import InlineASGIHandler  # noqa: E402
+from relay.limits import RequestLimits  # noqa: E402
+
+INGEST_PREFIX = "/in/"
+
+
+async def body_limit(scope: dict[str, Any]) -> int:
+    path: str = scope.get("path", "")
+    if path.startswith(INGEST_PREFIX):
+        from hooks.sources import ingest_body_limit
+
+        return await ingest_body_limit(path[len(INGEST_PREFIX):].strip("/"))
+    return settings.RELAY_MAX_BODY_BYTES
+
+
+class Lifespan:
+    """Neither Django nor Channels handles the ASGI lifespan scope; this does."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await lifecycle.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await lifecycle.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_application() -> Any:
+    http = ASGIStaticFilesHandler(InlineASGIHandler())
+    router = ProtocolTypeRouter({
+        "http": http,
+        "websocket": _websocket_app(),
+    })
+    return Lifespan(RequestLimits(router, body_limit))
+
+
+def _websocket_app() -> Any:
+    try:
+        from live.routing import websocket_application
+    except ImportError:
+        return URLRouter([])
+    return websocket_application()
+
+
+application = build_application()

@@ -1,0 +1,164 @@
+"""The database: where it is (configured or embedded), Tortoise's config, start and stop.
+
+Tortoise 1.x keeps its state in a context variable; `_enable_global_fallback=True` makes
+the state set up in one task (uvicorn's lifespan, a management command) visible to all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import asyncpg
+from django.conf import settings
+from tortoise import Tortoise
+from tortoise.exceptions import DBConnectionError, OperationalError
+
+log = logging.getLogger("relay.database")
+
+EVENT_CHANNEL = "relay_events"
+"""`NOTIFY` channel: ingest and publish send the new event id on it, the dispatcher listens."""
+
+MODEL_MODULES = ["relay.models", "hooks.models", "dispatch.models"]
+MIGRATIONS_PACKAGE = "relay.dbmigrations"
+
+_embedded_url: str | None = None
+
+
+def embedded_database_url() -> str:
+    """Start (or join) the embedded PostgreSQL in RELAY_DATA_DIR and return its URL.
+
+    pgserver shares one server between every process that asks for the same data
+    directory and stops it when the last of them exits, so `runrelay` and any
+    management command can run side by side.
+    """
+    global _embedded_url
+    if _embedded_url is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            pgdata = settings.RELAY_DATA_DIR / "pgdata"
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _embedded_url = server.get_uri()
+    return _embedded_url
+
+
+def database_url() -> str:
+    return settings.RELAY_DATABASE_URL or embedded_database_url()
+
+
+def connection_params(url: str) -> dict[str, Any]:
+    """Split a postgres:// URL (a unix-socket `?host=/dir` included) into asyncpg arguments."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"RELAY_DATABASE_URL must start with postgresql://, not {parts.scheme}://")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    host = query.pop("host", None) or parts.hostname or "localhost"
+    return {
+        "host": unquote(host),
+        "port": int(query.pop("port", None) or parts.port or 5432),
+        "user": unquote(parts.username or "postgres"),
+        "password": unquote(parts.password or ""),
+        "database": unquote(parts.path.lstrip("/") or "postgres"),
+    }
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool release hook that skips asyncpg's default reset query.
+
+    Relay never leaves session state on pooled connections (no LISTEN, no session
+    advisory locks, no SET), and asyncpg still rolls back an open transaction before
+    calling this, so the reset's extra round trip per request buys nothing.
+    """
+
+
+def tortoise_config(url: str | None = None) -> dict[str, Any]:
+    params = connection_params(url or database_url())
+    return {
+        "connections": {
+            "default": {
+                "engine": "tortoise.backends.asyncpg",
+                "credentials": {
+                    **params,
+                    "minsize": 1,
+                    "maxsize": settings.RELAY_DATABASE_POOL_SIZE,
+                    "reset": _keep_session,
+                    "command_timeout": 30,
+                },
+            }
+        },
+        "apps": {
+            "relay": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": MIGRATIONS_PACKAGE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def start_database(url: str | None = None) -> None:
+    await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
+
+
+async def stop_database() -> None:
+    await Tortoise.close_connections()
+
+
+async def wait_for_database(url: str | None = None, timeout: float = 30.0) -> None:
+    """Block until PostgreSQL accepts connections, saying what it waits for."""
+    params = connection_params(url or database_url())
+    deadline = asyncio.get_running_loop().time() + timeout
+    warned = False
+    while True:
+        try:
+            connection = await asyncpg.connect(**params, timeout=5)
+            await connection.close()
+            return
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL at {params['host']}:{params['port']} is not reachable ({exc}); "
+                    "check RELAY_DATABASE_URL and that the server is running"
+                ) from exc
+            if not warned:
+                log.warning("waiting for PostgreSQL at %s:%s: %s", params["host"], params["port"], exc)
+                warned = True
+            await asyncio.sleep(0.5)
+
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means "PostgreSQL cannot be reached now" (answer 503, retry later).
+
+    Tortoise wraps driver errors in OperationalError; the cause tells which kind it was.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UNAVAILABLE_ERRORS):
+            return True
+        if isinstance(current, OperationalError) and "connection" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False

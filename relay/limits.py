@@ -1,0 +1,96 @@
+"""ASGI guard in front of Django: header limits (431) and body limits (413).
+
+Django reads a whole body before any view runs, so the limits have to be enforced
+here: a declared Content-Length over the limit is refused before a byte of the body
+is read; a chunked body is cut off as soon as it passes the limit. The body read
+here is handed on to the app (`scope["relay.body"]`) and replayed through `receive`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+MAX_HEADER_COUNT = 100
+MAX_HEADER_BYTES = 64 * 1024
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+BodyLimit = Callable[[Scope], Awaitable[int]]
+
+
+async def _answer(send: Callable, status: int, detail: str, extra: list | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def headers_too_large(headers: list[tuple[bytes, bytes]]) -> str | None:
+    if len(headers) > MAX_HEADER_COUNT:
+        return f"more than {MAX_HEADER_COUNT} headers"
+    if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEADER_BYTES:
+        return f"headers larger than {MAX_HEADER_BYTES // 1024} KiB"
+    return None
+
+
+class RequestLimits:
+    def __init__(self, app: ASGIApp, body_limit: BodyLimit) -> None:
+        self.app = app
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        problem = headers_too_large(scope.get("headers", []))
+        if problem is not None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1009})
+                return
+            return await _answer(send, 431, f"request header fields too large: {problem}")
+        if scope["type"] == "websocket":
+            return await self.app(scope, receive, send)
+
+        limit = await self.body_limit(scope)
+        declared = _content_length(scope["headers"])
+        if declared is not None and declared > limit:
+            return await _answer(send, 413, f"body larger than the limit of {limit} bytes")
+
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return await _answer(send, 413, f"body larger than the limit of {limit} bytes")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        scope["relay.body"] = body
+        await self.app(scope, replay, send)
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

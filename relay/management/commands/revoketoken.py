@@ -1,0 +1,21 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from relay.commands import run_with_database
+from relay.tokens import revoke_tokens
+
+
+class Command(BaseCommand):
+    help = "Revoke an API token by its id (tok_…) or every token with a name."
+    requires_system_checks: list = []
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("token", help="the token's id (tok_…) or name")
+
+    def handle(self, *args, **options) -> None:
+        async def work() -> int:
+            return await revoke_tokens(options["token"])
+
+        count = run_with_database(work)
+        if not count:
+            raise CommandError(f"no live token has the id or name {options['token']!r}")
+        self.stdout.write(f"Revoked {count} token(s).")

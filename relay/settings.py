@@ -1,0 +1,198 @@
+"""Every setting Relay has, read from the environment here and nowhere else.
+
+Other modules read `django.conf.settings.RELAY_*`; tests override them with
+`override_settings` or by setting the environment before Django starts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VERSION = "0.1.0"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: use true or false")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number of seconds") from None
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in (_env(name, default) or "").split(",") if item.strip()]
+
+
+def parse_retry_schedule(text: str) -> list[float]:
+    """`"5,300,1800"` -> `[5.0, 300.0, 1800.0]`; raises ValueError on anything else."""
+    delays = [float(part) for part in text.split(",") if part.strip()]
+    if any(delay < 0 for delay in delays):
+        raise ValueError("retry delays must not be negative")
+    return delays
+
+
+RELAY_ENV = _env("RELAY_ENV", "development")
+RELAY_DATA_DIR = Path(_env("RELAY_DATA_DIR", str(Path.cwd() / ".relay"))).resolve()
+RELAY_DATABASE_URL = _env("RELAY_DATABASE_URL")
+RELAY_DATABASE_POOL_SIZE = _env_int("RELAY_DATABASE_POOL_SIZE", 10)
+RELAY_REDIS_URL = _env("RELAY_REDIS_URL")
+RELAY_MAX_BODY_BYTES = _env_int("RELAY_MAX_BODY_BYTES", 1024 * 1024)
+RELAY_DELIVERY_TIMEOUT = _env_float("RELAY_DELIVERY_TIMEOUT", 15.0)
+RELAY_DISPATCH_CONCURRENCY = _env_int("RELAY_DISPATCH_CONCURRENCY", 200)
+RELAY_TARGET_ALLOWLIST = _env_list("RELAY_TARGET_ALLOWLIST")
+RELAY_PUBLIC_URL = (_env("RELAY_PUBLIC_URL") or "").rstrip("/") or None
+RELAY_DEDUP_WINDOW = _env_float("RELAY_DEDUP_WINDOW", 24 * 3600.0)
+RELAY_RETENTION_DAYS = _env_int("RELAY_RETENTION_DAYS", 30)
+RELAY_LOG_FORMAT = _env("RELAY_LOG_FORMAT", "text")
+RELAY_METRICS_PUBLIC = _env_bool("RELAY_METRICS_PUBLIC", False)
+RELAY_SOURCE_CACHE_SECONDS = _env_float("RELAY_SOURCE_CACHE_SECONDS", 2.0)
+try:
+    RELAY_RETRY_SCHEDULE = parse_retry_schedule(
+        _env("RELAY_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000")
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(
+        f"RELAY_RETRY_SCHEDULE: {exc}; give comma-separated seconds such as 5,300,1800"
+    ) from None
+
+if RELAY_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("RELAY_LOG_FORMAT must be text or json")
+
+
+def _secret_key() -> str:
+    configured = _env("RELAY_SECRET_KEY")
+    if configured:
+        return configured
+    if RELAY_ENV == "production":
+        raise ImproperlyConfigured(
+            "RELAY_SECRET_KEY is required when RELAY_ENV=production: set it to a long random "
+            "string (python -c 'import secrets; print(secrets.token_urlsafe(48))') and keep it: "
+            "it encrypts the stored secrets."
+        )
+    key_file = RELAY_DATA_DIR / "secret_key"
+    if not key_file.exists():
+        RELAY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("RELAY_DEBUG", False)
+ALLOWED_HOSTS = _env_list("RELAY_ALLOWED_HOSTS", "" if RELAY_ENV == "production" else "*")
+
+if RELAY_ENV == "production":
+    if DEBUG:
+        raise ImproperlyConfigured("RELAY_DEBUG must be off when RELAY_ENV=production.")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "RELAY_ALLOWED_HOSTS is required when RELAY_ENV=production: set it to the host "
+            "names Relay is reached by, comma-separated (relay.example.com)."
+        )
+
+INSTALLED_APPS = [
+    "relay",
+    "hooks",
+    "dispatch",
+    "live",
+    "django.contrib.staticfiles",
+    "ninja",
+]
+
+# Only natively async middleware: every sync one costs a thread hop per request.
+MIDDLEWARE: list[str] = [
+    "relay.middleware.DatabaseUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "relay.urls"
+ASGI_APPLICATION = "relay.asgi.application"
+DATABASES: dict = {}
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Bodies are read by the ingest guard and the views as raw bytes, never as forms.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+FILE_UPLOAD_MAX_MEMORY_SIZE = max(RELAY_MAX_BODY_BYTES, 2_621_440)
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = _env_bool("RELAY_USE_X_FORWARDED_HOST", False)
+SESSION_COOKIE_SECURE = RELAY_ENV == "production"
+CSRF_COOKIE_SECURE = RELAY_ENV == "production"
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
+if RELAY_REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": RELAY_REDIS_URL, "socket_timeout": None}]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "relay.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": RELAY_LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": _env("RELAY_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {"level": "WARNING"},
+        "tortoise": {"level": "WARNING"},
+        "asyncio": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,182 @@
+"""Shared fixtures: a real PostgreSQL, Relay served by a real uvicorn on 127.0.0.1, and a
+suite-wide safety net that fails any test that connects anywhere but loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+
+import pytest
+
+from tests.servers import PgCluster, free_port
+
+# --- Settings: before Django is imported anywhere ------------------------------------------
+
+_PG_PORT = free_port()
+os.environ["RELAY_DATABASE_URL"] = os.environ.get(
+    "RELAY_TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_PG_PORT}/relay_test"
+)
+os.environ.setdefault("RELAY_DATA_DIR", tempfile.mkdtemp(prefix="relay-test-data-"))
+os.environ.setdefault("RELAY_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("RELAY_TARGET_ALLOWLIST", "127.0.0.1")
+os.environ.setdefault("RELAY_RETRY_SCHEDULE", "0.2,0.4,0.8")
+os.environ["DJANGO_SETTINGS_MODULE"] = "relay.settings"
+os.environ.pop("RELAY_REDIS_URL", None)
+
+import django  # noqa: E402
+
+django.setup()
+
+# --- Safety net: loopback only -------------------------------------------------------------
+
+_forbidden: list[str] = []
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else None
+    if host is None:
+        return True  # AF_UNIX path
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _guarded(real):
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+            _forbidden.append(repr(address))
+            raise ConnectionRefusedError(f"tests may only connect to loopback, not {address!r}")
+        return real(self, address)
+
+    return connect
+
+
+socket.socket.connect = _guarded(_real_connect)
+socket.socket.connect_ex = _guarded(_real_connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only():
+    start = len(_forbidden)
+    yield
+    assert len(_forbidden) == start, f"non-loopback connect() attempted: {_forbidden[start:]}"
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    if os.environ.get("RELAY_TEST_DATABASE_URL"):
+        yield None
+        return
+    cluster = PgCluster(_PG_PORT)
+    cluster.init()
+    cluster.start()
+    import asyncpg
+
+    async def create_db():
+        conn = await asyncpg.connect(cluster.url)
+        await conn.execute("CREATE DATABASE relay_test")
+        await conn.close()
+
+    import asyncio
+
+    asyncio.run(create_db())
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+async def database(pg_cluster):
+    """Relay's schema, migrated once per session, and Tortoise started on it."""
+    from relay.database import start_database, stop_database
+    from relay.migrations_runner import apply_migrations
+
+    await apply_migrations(say=lambda line: None)
+    await start_database()
+    yield
+    await stop_database()
+
+
+@pytest.fixture
+async def db(database):
+    """An empty database for this test."""
+    from tortoise import connections
+
+    await connections.get("default").execute_script(
+        f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"
+    )
+    from hooks import sources
+
+    sources._cache.clear()
+    from hooks.store import rejection_log
+
+    rejection_log._counts.clear()
+    yield
+
+
+# --- Relay over real HTTP ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def relay_server(database):
+    """Relay's ASGI app under uvicorn on 127.0.0.1 (same event loop as the tests)."""
+    import asyncio
+
+    import uvicorn
+
+    from relay.asgi import application
+
+    port = free_port()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
+                            loop="asyncio", http="httptools", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    from tests.servers import wait_until
+
+    await wait_until(lambda: server.started, message="uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def client(relay_server, db):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=relay_server, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+async def admin_token(db):
+    from relay.tokens import create_token
+
+    _, token = await create_token("test admin", "admin")
+    return token
+
+
+@pytest.fixture
+async def viewer_token(db):
+    from relay.tokens import create_token
+
+    _, token = await create_token("test viewer", "viewer")
+    return token
+
+
+@pytest.fixture
+def admin(admin_token):
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+@pytest.fixture
+def viewer(viewer_token):
+    return {"Authorization": f"Bearer {viewer_token}"}
