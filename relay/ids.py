@@ -1,13 +1,23 @@
-"""Prefixed ids that sort by creation time: `evt_` + 10 chars of milliseconds + 16 random."""
+"""Prefixed ids that sort by creation time: `evt_` + 10 chars of milliseconds + 16 random.
+
+Within one process, ids made in the same millisecond still sort in creation order: the
+random part of the next id is the previous one plus one (as monotonic ULIDs do).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 ID_PATTERN = re.compile(r"^[a-z]{2,4}_[0-9a-hjkmnp-tv-z]{26}$")
+_RANDOM_BITS = 80
+
+_lock = threading.Lock()
+_last_millis = -1
+_last_random = 0
 
 
 def _encode(number: int, length: int) -> str:
@@ -19,8 +29,15 @@ def _encode(number: int, length: int) -> str:
 
 
 def new_id(prefix: str) -> str:
-    millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{_encode(millis, 10)}{_encode(int.from_bytes(os.urandom(10)), 16)}"
+    global _last_millis, _last_random
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        if millis <= _last_millis and _last_random + 1 < (1 << _RANDOM_BITS):
+            millis, random_part = _last_millis, _last_random + 1
+        else:
+            random_part = int.from_bytes(os.urandom(10))
+        _last_millis, _last_random = millis, random_part
+    return f"{prefix}_{_encode(millis, 10)}{_encode(random_part, 16)}"
 
 
 def looks_like_id(value: str, prefix: str) -> bool:

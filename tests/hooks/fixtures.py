@@ -1,0 +1,33 @@
+"""Helpers for the hooks tests: sources created through the admin API, event counts."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def make_source(client, admin):
+    """`await make_source("slug", kind="github", secret="...", **more_fields)` -> the answer."""
+
+    async def make(slug: str, kind: str = "none", secret: str | None = None,
+                   verification: dict | None = None, **fields) -> dict:
+        settings = {"kind": kind, **(verification or {})}
+        if secret is not None:
+            settings["secret"] = secret
+        answer = await client.post("/api/v1/sources", headers=admin,
+                                   json={"slug": slug, "verification": settings, **fields})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    return make
+
+
+@pytest.fixture
+def event_count():
+    """`await event_count()` -> rows in the event table (straight from the database)."""
+    from hooks.models import Event
+
+    async def count(**filters) -> int:
+        return await Event.filter(**filters).count()
+
+    return count
