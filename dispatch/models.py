@@ -30,6 +30,8 @@ class Endpoint(Model):
     consecutive_failures = fields.IntField(default=0)
     first_failure_at = fields.DatetimeField(null=True)
     last_success_at = fields.DatetimeField(null=True)
+    circuit_probe_at = fields.DatetimeField(null=True)
+    """When a dispatcher took the one probe of a half-open circuit (others wait for it)."""
     deleted_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -44,6 +46,9 @@ class Delivery(Model):
     endpoint_id = fields.CharField(max_length=40)
     status = fields.CharField(max_length=12, default="pending")
     attempts_count = fields.IntField(default=0)
+    retry_base = fields.IntField(default=0, db_default=0)
+    """`attempts_count` when the delivery was last retried or recovered by hand: the retry
+    schedule starts over from there, while attempt numbers keep counting."""
     next_attempt_at = fields.DatetimeField(null=True)
     lease_owner = fields.CharField(max_length=64, null=True)
     lease_expires_at = fields.DatetimeField(null=True)

@@ -1,10 +1,42 @@
-"""How the dispatcher is started inside another process (runrelay's web process)."""
+"""Running a dispatcher: inside the web process (runrelay) or on its own (`dispatch`)."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
+from relay import lifecycle
+
+_running: list = []
+
 
 def run_dispatcher_in_web_process() -> None:
-    """Register the dispatcher to start and stop with the web process's lifespan.
+    """Register the dispatcher to start and stop with the web process's lifespan."""
 
-    Placeholder until the dispatcher lands: nothing to run yet.
-    """
+    async def start() -> None:
+        from dispatch.worker import Dispatcher
+
+        dispatcher = Dispatcher()
+        await dispatcher.start()
+        _running.append(dispatcher)
+
+    async def stop() -> None:
+        while _running:
+            await _running.pop().stop()
+
+    lifecycle.on_startup(start)
+    lifecycle.on_shutdown(stop)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set `stop` (a second SIGINT still interrupts)."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    def interrupt() -> None:
+        if stop.is_set():
+            loop.remove_signal_handler(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)

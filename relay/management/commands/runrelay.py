@@ -1,3 +1,5 @@
+import signal
+import sys
 
 import uvicorn
 from django.conf import settings
@@ -65,8 +67,14 @@ class Command(BaseCommand):
             ws_max_size=1 << 20, h11_max_incomplete_event_size=64 * 1024,
         )
         server = uvicorn.Server(config)
+        # uvicorn re-raises the signal that stopped it once it has shut down; for SIGTERM
+        # that would kill the process without running exit handlers, leaving the
+        # embedded PostgreSQL running. Turn it into a normal exit instead.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             server.run()
+        except (SystemExit, KeyboardInterrupt):
+            pass
         except OSError as exc:
             raise CommandError(f"cannot listen on {host}:{port}: {exc}; pick another --port") from exc
         if not server.started:

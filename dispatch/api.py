@@ -1,0 +1,504 @@
+"""Admin API for endpoints, deliveries and replays (DESIGN.md, "HTTP surface")."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Field, Router, Schema
+from ninja.errors import HttpError
+from ninja.responses import Status
+from pydantic import field_validator
+
+from dispatch import actions
+from dispatch.filters import FilterError, validate_filter
+from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
+from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
+from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
+from dispatch.stats import endpoint_stats
+from hooks.api import SLUG_PATTERN
+from hooks.headers import HOP_BY_HOP
+from hooks.models import Event
+from relay.api import iso, paginate, require_admin
+from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
+from relay.ids import new_id
+
+router = Router()
+
+ROTATION_OVERLAP = timedelta(hours=24)
+MAX_HEADERS = 50
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}$")
+RESERVED_PREFIXES = (*DROPPED_PREFIXES, "x-relay-")
+EVENT_TYPE = re.compile(r"^[^\s*]{1,255}\*?$|^\*$")
+SLUG = re.compile(SLUG_PATTERN)
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+class EndpointPatch(Schema):
+    url: str | None = Field(None, max_length=2048)
+    description: str | None = Field(None, max_length=2000)
+    enabled: bool | None = None
+    event_types: list[str] | None = Field(None, max_length=100)
+    sources: list[str] | None = Field(None, max_length=100)
+    filter: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    timeout_seconds: float | None = Field(None, gt=0, le=60)
+    max_in_flight: int | None = Field(None, ge=1, le=1000)
+    rate_limit_per_second: float | None = Field(None, gt=0, le=100_000)
+    retry_schedule: list[float] | None = Field(None, max_length=20)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        url = validate_endpoint_url(url)
+        try:
+            check_url_target(url, settings.RELAY_TARGET_ALLOWLIST)
+        except TargetBlocked as exc:
+            raise ValueError(f"the target address is refused: {exc}") from None
+        return url
+
+    @field_validator("event_types")
+    @classmethod
+    def _event_types(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or ():
+            if not EVENT_TYPE.match(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
+        return patterns
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, slugs: list[str] | None) -> list[str] | None:
+        for slug in slugs or ():
+            if not SLUG.match(slug):
+                raise ValueError(f"{slug!r} is not a source slug")
+        return slugs
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str] | None) -> dict[str, str] | None:
+        if headers is None:
+            return None
+        if len(headers) > MAX_HEADERS:
+            raise ValueError(f"at most {MAX_HEADERS} headers")
+        for name, value in headers.items():
+            lower = name.lower()
+            if not HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if lower in HOP_BY_HOP or lower in DROPPED or lower.startswith(RESERVED_PREFIXES):
+                raise ValueError(f"{name} is set by Relay or by the connection and cannot be "
+                                 "given here")
+            if any(ch in value for ch in "\r\n\x00") or len(value) > 8192:
+                raise ValueError(f"the value of {name} must be one line of at most 8192 "
+                                 "characters")
+        return headers
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, schedule: list[float] | None) -> list[float] | None:
+        for delay in schedule or ():
+            if not math.isfinite(delay) or delay < 0 or delay > 7 * 24 * 3600:
+                raise ValueError("delays must be seconds between 0 and 604800")
+        return schedule
+
+
+class EndpointIn(EndpointPatch):
+    url: str = Field(..., max_length=2048)
+    description: str = Field("", max_length=2000)
+    enabled: bool = True
+    event_types: list[str] = Field(default_factory=list, max_length=100)
+    sources: list[str] = Field(default_factory=list, max_length=100)
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_in_flight: int = Field(10, ge=1, le=1000)
+
+
+class EndpointOut(Schema):
+    id: str
+    url: str
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    event_types: list[str]
+    sources: list[str]
+    filter: dict[str, Any] | None
+    headers: dict[str, str]
+    timeout_seconds: float | None
+    max_in_flight: int
+    rate_limit_per_second: float | None
+    retry_schedule: list[float] | None
+    created_at: str
+    updated_at: str
+
+
+class EndpointWithSecret(EndpointOut):
+    secret: str
+
+
+class EndpointList(Schema):
+    data: list[EndpointOut]
+    next_cursor: str | None
+
+
+class SecretOut(Schema):
+    secret: str
+
+
+class RecoverIn(Schema):
+    since: datetime
+    until: datetime | None = None
+
+
+class CountOut(Schema):
+    count: int
+
+
+class TestOut(Schema):
+    event_id: str
+    delivery_id: str
+
+
+class StatsOut(Schema):
+    success_rate: float | None
+    attempts: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    in_flight: int
+    pending: int
+    circuit: str
+
+
+class DeliveryOut(Schema):
+    id: str
+    event_id: str
+    endpoint_id: str
+    status: str
+    attempts_count: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    completed_at: str | None
+
+
+class AttemptOut(Schema):
+    id: str
+    number: int
+    started_at: str
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    request_headers: dict[str, str]
+    response_headers: dict[str, str]
+    response_body: str
+
+
+class DeliveryDetail(DeliveryOut):
+    attempts: list[AttemptOut]
+
+
+class DeliveryList(Schema):
+    data: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class ReplayIn(Schema):
+    endpoint_id: str | None = None
+
+
+class ReplayOut(Schema):
+    count: int
+    delivery_ids: list[str]
+
+
+class Detail(Schema):
+    detail: str
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+
+def endpoint_out(row: Endpoint) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "url": row.url,
+        "description": row.description,
+        "enabled": row.enabled,
+        "disabled_reason": row.disabled_reason,
+        "event_types": row.event_types or [],
+        "sources": row.sources or [],
+        "filter": row.filter_rule,
+        "headers": row.headers or {},
+        "timeout_seconds": row.timeout_seconds,
+        "max_in_flight": row.max_in_flight,
+        "rate_limit_per_second": row.rate_limit_per_second,
+        "retry_schedule": row.retry_schedule,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def delivery_out(row: Delivery) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event_id": row.event_id,
+        "endpoint_id": row.endpoint_id,
+        "status": row.status,
+        "attempts_count": row.attempts_count,
+        "next_attempt_at": iso(row.next_attempt_at),
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "completed_at": iso(row.completed_at),
+    }
+
+
+def attempt_out(row: Attempt) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "number": row.number,
+        "started_at": iso(row.started_at),
+        "duration_ms": row.duration_ms,
+        "status_code": row.status_code,
+        "error": row.error,
+        "request_headers": row.request_headers or {},
+        "response_headers": row.response_headers or {},
+        "response_body": row.response_body,
+    }
+
+
+async def delivery_summaries(event_id: str) -> list[dict[str, Any]]:
+    """The deliveries of one event (for the event detail answer in hooks.api)."""
+    return [delivery_out(row) for row in await Delivery.filter(event_id=event_id).order_by("id")]
+
+
+def _check_filter(rule: dict[str, Any] | None) -> None:
+    if rule is None:
+        return
+    try:
+        validate_filter(rule)
+    except FilterError as exc:
+        raise HttpError(422, str(exc)) from None
+
+
+async def _endpoint_or_404(endpoint_id: str) -> Endpoint:
+    row = await Endpoint.get_or_none(id=endpoint_id, deleted_at=None)
+    if row is None:
+        raise HttpError(404, f"no endpoint with id {endpoint_id!r}")
+    return row
+
+
+async def _delivery_or_404(delivery_id: str) -> Delivery:
+    row = await Delivery.get_or_none(id=delivery_id)
+    if row is None:
+        raise HttpError(404, f"no delivery with id {delivery_id!r}")
+    return row
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+@router.get("/endpoints", response=EndpointList, tags=["endpoints"])
+async def list_endpoints(request: HttpRequest, limit: int = 50, cursor: str | None = None):
+    rows, next_cursor = await paginate(Endpoint.filter(deleted_at=None), limit, cursor)
+    return {"data": [endpoint_out(row) for row in rows], "next_cursor": next_cursor}
+
+
+@router.post("/endpoints", response={201: EndpointWithSecret, 422: Detail}, tags=["endpoints"])
+async def create_endpoint(request: HttpRequest, payload: EndpointIn):
+    _check_filter(payload.filter)
+    secret = new_signing_secret()
+    row = await Endpoint.create(
+        id=new_id("ep"),
+        url=payload.url,
+        description=payload.description,
+        enabled=payload.enabled,
+        disabled_reason=None if payload.enabled else actions.API_DISABLED_REASON,
+        secret_encrypted=encrypt_secret(secret),
+        event_types=payload.event_types,
+        sources=payload.sources,
+        filter_rule=payload.filter,
+        headers=payload.headers,
+        timeout_seconds=payload.timeout_seconds,
+        max_in_flight=payload.max_in_flight,
+        rate_limit_per_second=payload.rate_limit_per_second,
+        retry_schedule=payload.retry_schedule,
+    )
+    return Status(201, {**endpoint_out(row), "secret": secret})
+
+
+@router.get("/endpoints/{endpoint_id}", response=EndpointOut, tags=["endpoints"])
+async def get_endpoint(request: HttpRequest, endpoint_id: str):
+    return endpoint_out(await _endpoint_or_404(endpoint_id))
+
+
+_PATCHABLE = {
+    "url": "url", "description": "description", "event_types": "event_types",
+    "sources": "sources", "filter": "filter_rule", "headers": "headers",
+    "timeout_seconds": "timeout_seconds", "max_in_flight": "max_in_flight",
+    "rate_limit_per_second": "rate_limit_per_second", "retry_schedule": "retry_schedule",
+}
+_NULLABLE = {"filter", "timeout_seconds", "rate_limit_per_second", "retry_schedule"}
+
+
+@router.patch("/endpoints/{endpoint_id}", response={200: EndpointOut, 422: Detail},
+              tags=["endpoints"])
+async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: EndpointPatch):
+    row = await _endpoint_or_404(endpoint_id)
+    given = payload.dict(exclude_unset=True)
+    for name, value in given.items():
+        if value is None and name not in _NULLABLE:
+            raise HttpError(422, f"{name}: must not be null")
+    if "filter" in given:
+        _check_filter(payload.filter)
+    changed = [attribute for name, attribute in _PATCHABLE.items() if name in given]
+    for name, attribute in _PATCHABLE.items():
+        if name in given:
+            setattr(row, attribute, given[name])
+    if changed:
+        row.updated_at = datetime.now(UTC)
+        await row.save(update_fields=[*changed, "updated_at"])
+    if "enabled" in given and given["enabled"] != row.enabled:
+        await actions.set_endpoint_enabled(endpoint_id, given["enabled"])
+        row = await _endpoint_or_404(endpoint_id)
+    return endpoint_out(row)
+
+
+@router.delete("/endpoints/{endpoint_id}", response={204: None}, tags=["endpoints"])
+async def delete_endpoint(request: HttpRequest, endpoint_id: str):
+    await _endpoint_or_404(endpoint_id)
+    await actions.delete_endpoint(endpoint_id)
+    return Status(204, None)
+
+
+@router.get("/endpoints/{endpoint_id}/secret", response={200: SecretOut, 403: Detail},
+            tags=["endpoints"])
+async def get_secret(request: HttpRequest, endpoint_id: str):
+    require_admin(request)
+    row = await _endpoint_or_404(endpoint_id)
+    return {"secret": decrypt_secret(row.secret_encrypted)}
+
+
+@router.post("/endpoints/{endpoint_id}/rotate-secret", response=EndpointWithSecret,
+             tags=["endpoints"])
+async def rotate_secret(request: HttpRequest, endpoint_id: str):
+    row = await _endpoint_or_404(endpoint_id)
+    secret = new_signing_secret()
+    now = datetime.now(UTC)
+    row.previous_secret_encrypted = row.secret_encrypted
+    row.previous_secret_expires_at = now + ROTATION_OVERLAP
+    row.secret_encrypted = encrypt_secret(secret)
+    row.updated_at = now
+    await row.save(update_fields=["previous_secret_encrypted", "previous_secret_expires_at",
+                                  "secret_encrypted", "updated_at"])
+    return {**endpoint_out(row), "secret": secret}
+
+
+@router.post("/endpoints/{endpoint_id}/enable", response=EndpointOut, tags=["endpoints"])
+async def enable_endpoint(request: HttpRequest, endpoint_id: str):
+    await _endpoint_or_404(endpoint_id)
+    await actions.set_endpoint_enabled(endpoint_id, True)
+    return endpoint_out(await _endpoint_or_404(endpoint_id))
+
+
+@router.post("/endpoints/{endpoint_id}/disable", response=EndpointOut, tags=["endpoints"])
+async def disable_endpoint(request: HttpRequest, endpoint_id: str):
+    await _endpoint_or_404(endpoint_id)
+    await actions.set_endpoint_enabled(endpoint_id, False)
+    return endpoint_out(await _endpoint_or_404(endpoint_id))
+
+
+@router.post("/endpoints/{endpoint_id}/test", response={202: TestOut}, tags=["endpoints"])
+async def test_endpoint(request: HttpRequest, endpoint_id: str):
+    await _endpoint_or_404(endpoint_id)
+    event_id, delivery_id = await actions.send_test_event(endpoint_id)
+    return Status(202, {"event_id": event_id, "delivery_id": delivery_id})
+
+
+@router.post("/endpoints/{endpoint_id}/recover", response={202: CountOut, 422: Detail},
+             tags=["endpoints"])
+async def recover_endpoint(request: HttpRequest, endpoint_id: str, payload: RecoverIn):
+    await _endpoint_or_404(endpoint_id)
+    since = _aware(payload.since)
+    until = _aware(payload.until) if payload.until else None
+    if until is not None and until <= since:
+        raise HttpError(422, "until: must be later than since")
+    count = await actions.recover_endpoint(endpoint_id, since, until)
+    return Status(202, {"count": count})
+
+
+@router.get("/endpoints/{endpoint_id}/stats", response=StatsOut, tags=["endpoints"])
+async def get_endpoint_stats(request: HttpRequest, endpoint_id: str):
+    await _endpoint_or_404(endpoint_id)
+    return await endpoint_stats(endpoint_id)
+
+
+# --- deliveries ------------------------------------------------------------------------------
+
+
+@router.get("/deliveries", response=DeliveryList, tags=["deliveries"])
+async def list_deliveries(request: HttpRequest, endpoint: str | None = None,
+                          event: str | None = None, status: str | None = None,
+                          limit: int = 50, cursor: str | None = None):
+    queryset = Delivery.all()
+    if endpoint:
+        queryset = queryset.filter(endpoint_id=endpoint)
+    if event:
+        queryset = queryset.filter(event_id=event)
+    if status:
+        if status not in DELIVERY_STATUSES:
+            raise HttpError(422, f"status: must be one of {', '.join(DELIVERY_STATUSES)}")
+        queryset = queryset.filter(status=status)
+    rows, next_cursor = await paginate(queryset, limit, cursor)
+    return {"data": [delivery_out(row) for row in rows], "next_cursor": next_cursor}
+
+
+@router.get("/deliveries/{delivery_id}", response=DeliveryDetail, tags=["deliveries"])
+async def get_delivery(request: HttpRequest, delivery_id: str):
+    row = await _delivery_or_404(delivery_id)
+    attempts = await Attempt.filter(delivery_id=row.id).order_by("number", "id")
+    return {**delivery_out(row), "attempts": [attempt_out(a) for a in attempts]}
+
+
+@router.post("/deliveries/{delivery_id}/retry", response={202: DeliveryOut, 409: Detail},
+             tags=["deliveries"])
+async def retry_delivery(request: HttpRequest, delivery_id: str):
+    row = await _delivery_or_404(delivery_id)
+    if row.status == "delivering":
+        raise HttpError(409, "the delivery is being attempted right now")
+    if row.status == "cancelled" or not await Endpoint.exists(id=row.endpoint_id,
+                                                               deleted_at=None):
+        raise HttpError(409, "the delivery's endpoint was deleted")
+    if not await actions.retry_delivery(row.id, row.endpoint_id):
+        raise HttpError(409, "the delivery is being attempted right now")
+    return Status(202, delivery_out(await _delivery_or_404(delivery_id)))
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@router.post("/events/{event_id}/replay", response={202: ReplayOut, 404: Detail},
+             tags=["events"])
+async def replay_event(request: HttpRequest, event_id: str, payload: ReplayIn | None = None):
+    endpoint_id = payload.endpoint_id if payload else None
+    if not await Event.exists(id=event_id):
+        raise HttpError(404, f"no event with id {event_id!r}")
+    if endpoint_id is not None:
+        await _endpoint_or_404(endpoint_id)
+    ids = await actions.replay_event(event_id, endpoint_id)
+    if ids is None:
+        raise HttpError(404, f"no event with id {event_id!r}")
+    return Status(202, {"count": len(ids), "delivery_ids": ids})

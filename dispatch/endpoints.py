@@ -1,0 +1,140 @@
+"""What the dispatcher needs to know about endpoints, cached in-process.
+
+Two views, both refreshed exactly when an endpoint row changes (its `updated_at`):
+
+- `Subscriptions`: the enabled endpoints and what they want, for routing. Before each
+  routing batch one tiny query (`count(*)`, `max(updated_at)` over the endpoint table)
+  tells whether the cached list is still current, so an endpoint created, changed or
+  disabled through any process is seen by the very next batch.
+- `Targets`: how to send to one endpoint (URL, headers, secrets, limits). The claim
+  returns each endpoint's `updated_at` with its deliveries; a differing value reloads
+  that endpoint. No per-delivery endpoint query.
+
+Circuit-breaker columns are written without touching `updated_at`: they are read fresh
+from the claim instead, so they never invalidate these caches.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from django.conf import settings
+
+from relay.crypto import decrypt_secret
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    event_types: list[str]
+    sources: list[str]
+    rule: dict | None
+
+
+class Subscriptions:
+    """The routing view of every enabled, not deleted endpoint."""
+
+    _STAMP = "SELECT count(*) AS n, max(updated_at) AS changed FROM endpoint"
+    _LOAD = (
+        "SELECT id, event_types, sources, filter FROM endpoint"
+        " WHERE enabled AND deleted_at IS NULL ORDER BY id"
+    )
+
+    def __init__(self) -> None:
+        self._stamp: tuple[int, datetime | None] | None = None
+        self.items: list[Subscription] = []
+        self.any_rule = False
+
+    async def refresh(self, connection: asyncpg.Connection) -> list[Subscription]:
+        row = await connection.fetchrow(self._STAMP)
+        stamp = (row["n"], row["changed"])
+        if stamp != self._stamp:
+            rows = await connection.fetch(self._LOAD)
+            self.items = [
+                Subscription(r["id"], _json(r["event_types"]) or [], _json(r["sources"]) or [],
+                             _json(r["filter"]))
+                for r in rows
+            ]
+            self.any_rule = any(item.rule is not None for item in self.items)
+            self._stamp = stamp
+        return self.items
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to deliver to one endpoint."""
+
+    id: str
+    url: str
+    headers: dict[str, str]
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    timeout: float
+    max_in_flight: int
+    rate_limit: float | None
+    retry_schedule: list[float]
+    updated_at: datetime
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The current secret, plus the previous one during its rotation overlap."""
+        if (self.previous_secret and self.previous_secret_expires_at is not None
+                and self.previous_secret_expires_at > now):
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+
+def target_from_row(row: Any) -> Target:
+    previous = row["previous_secret_encrypted"]
+    schedule = _json(row["retry_schedule"])
+    return Target(
+        id=row["id"],
+        url=row["url"],
+        headers=_json(row["headers"]) or {},
+        secret=decrypt_secret(row["secret_encrypted"]),
+        previous_secret=decrypt_secret(previous) if previous else None,
+        previous_secret_expires_at=row["previous_secret_expires_at"],
+        timeout=row["timeout_seconds"] or settings.RELAY_DELIVERY_TIMEOUT,
+        max_in_flight=max(1, row["max_in_flight"] or 1),
+        rate_limit=row["rate_limit_per_second"] or None,
+        retry_schedule=[float(step) for step in schedule] if schedule is not None
+        else list(settings.RELAY_RETRY_SCHEDULE),
+        updated_at=row["updated_at"],
+    )
+
+
+class Targets:
+    _LOAD = (
+        "SELECT id, url, headers, secret_encrypted, previous_secret_encrypted,"
+        " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
+        " retry_schedule, updated_at FROM endpoint WHERE id = ANY($1::text[])"
+    )
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Target] = {}
+
+    def get(self, endpoint_id: str) -> Target | None:
+        return self._by_id.get(endpoint_id)
+
+    async def ensure(self, connection: asyncpg.Connection,
+                     wanted: dict[str, datetime]) -> None:
+        """Load the endpoints whose cached version differs from `wanted` (id → updated_at)."""
+        stale = [endpoint_id for endpoint_id, changed in wanted.items()
+                 if (cached := self._by_id.get(endpoint_id)) is None
+                 or cached.updated_at != changed]
+        if not stale:
+            return
+        for row in await connection.fetch(self._LOAD, stale):
+            self._by_id[row["id"]] = target_from_row(row)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

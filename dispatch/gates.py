@@ -1,0 +1,88 @@
+"""Per-endpoint admission in one dispatcher process: at most `max_in_flight` requests at a
+time and at most `rate_limit_per_second` (a token bucket holding a tenth of a second's
+worth, at least one: requests are paced evenly, not sent in bursts of a second's worth).
+
+Admission happens when deliveries are claimed, not while they wait to be sent: a
+delivery the gate refuses goes straight back to the queue and its endpoint is left out
+of the next claim, so one slow or throttled endpoint never holds the process's slots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+BURST_SECONDS = 0.1
+
+
+@dataclass
+class Gate:
+    max_in_flight: int
+    rate: float | None
+    in_flight: int = 0
+    tokens: float = 0.0
+    refilled_at: float = -math.inf
+
+    def _refill(self, now: float) -> None:
+        if self.rate is None:
+            return
+        capacity = max(1.0, self.rate * BURST_SECONDS)
+        if self.refilled_at == -math.inf:
+            self.tokens = capacity
+        else:
+            self.tokens = min(capacity, self.tokens + (now - self.refilled_at) * self.rate)
+        self.refilled_at = now
+
+    def try_acquire(self, now: float) -> bool:
+        if self.in_flight >= self.max_in_flight:
+            return False
+        self._refill(now)
+        if self.rate is not None:
+            if self.tokens < 1.0:
+                return False
+            self.tokens -= 1.0
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def ready_at(self, now: float) -> float:
+        """When this gate could admit again: now, a time in the future (waiting for a
+        token), or infinity (waiting for a request in flight to finish)."""
+        if self.in_flight >= self.max_in_flight:
+            return math.inf
+        self._refill(now)
+        if self.rate is None or self.tokens >= 1.0:
+            return now
+        return now + (1.0 - self.tokens) / self.rate
+
+
+class Gates:
+    def __init__(self) -> None:
+        self._gates: dict[str, Gate] = {}
+
+    def gate(self, endpoint_id: str, max_in_flight: int, rate: float | None) -> Gate:
+        gate = self._gates.get(endpoint_id)
+        if gate is None:
+            gate = self._gates[endpoint_id] = Gate(max_in_flight, rate)
+        else:
+            gate.max_in_flight, gate.rate = max_in_flight, rate
+        return gate
+
+    def release(self, endpoint_id: str) -> None:
+        gate = self._gates.get(endpoint_id)
+        if gate is not None:
+            gate.release()
+            if gate.in_flight == 0 and gate.rate is None:
+                del self._gates[endpoint_id]
+
+    def blocked(self, now: float) -> list[str]:
+        """Endpoints that cannot take another request now: leave them out of the claim."""
+        return [endpoint_id for endpoint_id, gate in self._gates.items()
+                if gate.ready_at(now) > now]
+
+    def next_ready_at(self, now: float) -> float:
+        """The earliest time a token-starved gate can admit again (infinity if none)."""
+        times = [gate.ready_at(now) for gate in self._gates.values()]
+        return min((t for t in times if t > now), default=math.inf)

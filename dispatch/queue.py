@@ -1,0 +1,351 @@
+"""The durable delivery queue: every statement that moves a delivery between states.
+
+A delivery is due when its status is `pending` or `retrying` and `next_attempt_at` has
+passed (partial index `delivery_due_idx`). Dispatchers claim due deliveries in batches
+with `FOR UPDATE SKIP LOCKED` and a lease; a lease that expires (the process died) is
+swept back to due. Deliveries of a disabled endpoint are parked (`next_attempt_at` NULL,
+status kept) so they never clog the claim, and made due again when it is enabled.
+
+Statements that change both an endpoint and its deliveries lock the endpoint row first,
+then the deliveries: the same order everywhere, so they cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from tortoise import connections
+
+from relay.ids import new_id
+
+DUE_CHANNEL = "relay_due"
+"""`NOTIFY` channel: deliveries became due (routed, retried, recovered, endpoint enabled)."""
+
+
+def pooled() -> Any:
+    """A raw asyncpg connection from Tortoise's pool (`async with pooled() as connection`)."""
+    return connections.get("default").acquire_connection()
+
+
+async def notify_due(connection: asyncpg.Connection) -> None:
+    await connection.execute(f"SELECT pg_notify('{DUE_CHANNEL}', '')")
+
+
+# --- claim ---------------------------------------------------------------------------------
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM delivery
+    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+      AND NOT (endpoint_id = ANY($3::text[]))
+    ORDER BY next_attempt_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE delivery d
+    SET status = 'delivering', lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => coalesce(
+            (SELECT e.timeout_seconds FROM endpoint e WHERE e.id = d.endpoint_id), $4) + $5)
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts_count, d.retry_base,
+              d.next_attempt_at
+)
+SELECT c.id, c.event_id, c.endpoint_id, c.attempts_count, c.retry_base, c.next_attempt_at,
+       e.id IS NOT NULL AND e.deleted_at IS NULL AS endpoint_exists,
+       e.enabled, e.updated_at AS endpoint_updated_at,
+       e.circuit_opened_at, e.consecutive_failures, e.circuit_probe_at,
+       ev.id IS NOT NULL AS event_exists, ev.body, ev.headers, ev.content_type,
+       ev.event_type, ev.source_slug
+FROM claimed c
+LEFT JOIN endpoint e ON e.id = c.endpoint_id
+LEFT JOIN event ev ON ev.id = c.event_id
+"""
+
+
+@dataclass(slots=True)
+class Claimed:
+    """One claimed delivery with what sending it needs (a tuple-like row, no ORM object)."""
+
+    id: str
+    event_id: str
+    endpoint_id: str
+    attempt: int
+    """The number of the attempt about to be made (1-based)."""
+    retry_base: int
+    due_at: datetime
+    endpoint_exists: bool
+    endpoint_enabled: bool
+    endpoint_updated_at: datetime | None
+    circuit_opened_at: datetime | None
+    consecutive_failures: int
+    circuit_probe_at: datetime | None
+    event_exists: bool
+    body: bytes
+    headers: dict[str, str]
+    content_type: str
+    event_type: str | None
+    source_slug: str | None
+
+
+async def claim(connection: asyncpg.Connection, owner: str, limit: int,
+                exclude: Sequence[str], default_timeout: float,
+                lease_margin: float) -> list[Claimed]:
+    """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints.
+
+    The lease lasts the endpoint's timeout plus `lease_margin` seconds.
+    """
+    rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
+                                  lease_margin)
+    return [
+        Claimed(
+            id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],
+            attempt=row["attempts_count"] + 1, retry_base=row["retry_base"],
+            due_at=row["next_attempt_at"],
+            endpoint_exists=bool(row["endpoint_exists"]), endpoint_enabled=bool(row["enabled"]),
+            endpoint_updated_at=row["endpoint_updated_at"],
+            circuit_opened_at=row["circuit_opened_at"],
+            consecutive_failures=row["consecutive_failures"] or 0,
+            circuit_probe_at=row["circuit_probe_at"],
+            event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
+            headers=json.loads(row["headers"]) if row["headers"] else {},
+            content_type=row["content_type"] or "", event_type=row["event_type"],
+            source_slug=row["source_slug"],
+        )
+        for row in rows
+    ]
+
+
+# --- giving claimed deliveries back without an attempt ------------------------------------
+
+_LOCK_ENDPOINTS_SHARED = (
+    "SELECT id FROM endpoint WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE"
+)
+
+_PUT_BACK = """
+UPDATE delivery d
+SET status = CASE WHEN d.attempts_count > 0 THEN 'retrying' ELSE 'pending' END,
+    next_attempt_at = CASE WHEN v.park THEN (CASE WHEN e.enabled THEN now() END)
+                           ELSE v.next_at END,
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($2::text[], $3::timestamptz[], $4::bool[]) AS v(id, next_at, park), endpoint e
+WHERE d.id = v.id AND e.id = d.endpoint_id AND d.lease_owner = $1 AND d.status = 'delivering'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PutBack:
+    delivery_id: str
+    endpoint_id: str
+    next_at: datetime | None
+    """When it is due again; None parks it (its endpoint is disabled)."""
+
+
+async def put_back(connection: asyncpg.Connection, owner: str, items: Sequence[PutBack]) -> None:
+    """Return claimed deliveries to the queue unattempted: due at `next_at`, or parked.
+
+    A delivery parked while its endpoint is being enabled is made due at once: the
+    endpoint rows are locked first, so enable's unpark and this statement are ordered.
+    """
+    if not items:
+        return
+    async with connection.transaction():
+        await connection.execute(_LOCK_ENDPOINTS_SHARED,
+                                 sorted({item.endpoint_id for item in items}))
+        await connection.execute(
+            _PUT_BACK, owner, [item.delivery_id for item in items],
+            [item.next_at for item in items], [item.next_at is None for item in items],
+        )
+
+
+_FINISH_UNATTEMPTED = """
+UPDATE delivery SET status = $3, last_error = $4, next_attempt_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, completed_at = now()
+WHERE id = ANY($2::text[]) AND lease_owner = $1 AND status = 'delivering'
+"""
+
+
+async def finish_unattempted(connection: asyncpg.Connection, owner: str, ids: Sequence[str],
+                             status: str, error: str | None) -> None:
+    """Close claimed deliveries that cannot be sent: endpoint deleted, event purged."""
+    if ids:
+        await connection.execute(_FINISH_UNATTEMPTED, owner, list(ids), status, error)
+
+
+# --- leases, timing --------------------------------------------------------------------------
+
+_SWEEP = """
+UPDATE delivery SET status = 'retrying', next_attempt_at = now(), lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id IN (SELECT id FROM delivery WHERE status = 'delivering' AND lease_expires_at < now()
+             ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+"""
+
+
+async def sweep_expired_leases(connection: asyncpg.Connection, limit: int = 1000) -> int:
+    """Make deliveries whose dispatcher died (lease expired) due again; returns how many."""
+    result = await connection.execute(_SWEEP, limit)
+    return int(result.split()[-1])
+
+
+_NEXT_DUE = (
+    "SELECT min(next_attempt_at) FROM delivery"
+    " WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()"
+)
+
+
+async def next_due_at(connection: asyncpg.Connection) -> datetime | None:
+    """When the earliest not-yet-due delivery becomes due (None: nothing scheduled)."""
+    return await connection.fetchval(_NEXT_DUE)
+
+
+# --- creating deliveries ----------------------------------------------------------------------
+
+_INSERT_DELIVERIES = """
+INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
+                      next_attempt_at, created_at)
+SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0, now(), now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, event_id, endpoint_id)
+"""
+
+
+async def insert_deliveries(connection: asyncpg.Connection,
+                            pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """One pending delivery per (event id, endpoint id), due now; returns the new ids."""
+    pairs = list(pairs)
+    if not pairs:
+        return []
+    ids = [new_id("dlv") for _ in pairs]
+    await connection.execute(_INSERT_DELIVERIES, ids, [event_id for event_id, _ in pairs],
+                             [endpoint_id for _, endpoint_id in pairs])
+    return ids
+
+
+# --- endpoint-wide moves ----------------------------------------------------------------------
+
+_DISABLE = """
+UPDATE endpoint SET enabled = false, disabled_reason = $2, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL AND enabled
+"""
+_PARK = """
+UPDATE delivery SET next_attempt_at = NULL
+WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL
+"""
+_ENABLE = """
+UPDATE endpoint SET enabled = true, disabled_reason = NULL, updated_at = now(),
+    circuit_opened_at = NULL, consecutive_failures = 0, circuit_probe_at = NULL,
+    first_failure_at = NULL
+WHERE id = $1 AND deleted_at IS NULL
+"""
+_UNPARK = """
+UPDATE delivery SET next_attempt_at = now()
+WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at IS NULL
+"""
+_DELETE = "UPDATE endpoint SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = $1"
+_CANCEL = """
+UPDATE delivery SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, completed_at = now()
+WHERE endpoint_id = $1 AND status IN ('pending', 'retrying', 'delivering')
+"""
+_HOLD = """
+UPDATE delivery SET next_attempt_at = $2
+WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at < $2
+"""
+
+
+def _count(result: str) -> int:
+    return int(result.split()[-1])
+
+
+async def disable_endpoint(connection: asyncpg.Connection, endpoint_id: str,
+                           reason: str | None) -> bool:
+    """Disable and park its open deliveries (in the caller's transaction). False if it
+    was already disabled."""
+    changed = _count(await connection.execute(_DISABLE, endpoint_id, reason))
+    await connection.execute(_PARK, endpoint_id)
+    return changed > 0
+
+
+async def enable_endpoint(connection: asyncpg.Connection, endpoint_id: str) -> int:
+    """Enable (circuit reset) and make its parked deliveries due; returns how many."""
+    await connection.execute(_ENABLE, endpoint_id)
+    unparked = _count(await connection.execute(_UNPARK, endpoint_id))
+    await notify_due(connection)
+    return unparked
+
+
+async def delete_endpoint(connection: asyncpg.Connection, endpoint_id: str) -> int:
+    """Soft-delete and cancel its deliveries that are not final; returns how many."""
+    await connection.execute(_DELETE, endpoint_id)
+    return _count(await connection.execute(_CANCEL, endpoint_id))
+
+
+async def hold_endpoint(connection: asyncpg.Connection, endpoint_id: str,
+                        until: datetime) -> None:
+    """Push the endpoint's due deliveries to `until` (its circuit opened)."""
+    await connection.execute(_HOLD, endpoint_id, until)
+
+
+_TAKE_PROBE = """
+UPDATE endpoint SET circuit_probe_at = now()
+WHERE id = $1 AND circuit_opened_at = $2
+  AND (circuit_probe_at IS NULL OR circuit_probe_at < circuit_opened_at
+       OR circuit_probe_at < now() - make_interval(secs => $3))
+RETURNING id
+"""
+
+
+async def take_probe(connection: asyncpg.Connection, endpoint_id: str, opened_at: datetime,
+                     probe_timeout: float) -> bool:
+    """Claim the one probe of a half-open circuit (across every dispatcher).
+
+    A probe not settled within `probe_timeout` seconds (its dispatcher died) may be taken
+    again.
+    """
+    return await connection.fetchval(_TAKE_PROBE, endpoint_id, opened_at,
+                                     probe_timeout) is not None
+
+
+# --- by hand: retry, recover ------------------------------------------------------------------
+
+_REQUEUE = """
+UPDATE delivery d
+SET status = 'pending', next_attempt_at = CASE WHEN e.enabled THEN now() END,
+    retry_base = d.attempts_count, completed_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL
+FROM endpoint e
+WHERE e.id = d.endpoint_id AND e.deleted_at IS NULL AND d.id = ANY($1::text[])
+  AND d.status <> 'delivering'
+RETURNING d.id
+"""
+
+_PICK_FAILED = """
+SELECT id FROM delivery
+WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at < $3
+ORDER BY id LIMIT $4
+"""
+
+
+async def requeue(connection: asyncpg.Connection, endpoint_ids: Sequence[str],
+                  delivery_ids: Sequence[str]) -> list[str]:
+    """Put deliveries back to `pending`, due now (parked if their endpoint is disabled),
+    with a fresh retry schedule; their attempts are kept. Returns the ids requeued."""
+    async with connection.transaction():
+        await connection.execute(_LOCK_ENDPOINTS_SHARED, sorted(set(endpoint_ids)))
+        rows = await connection.fetch(_REQUEUE, list(delivery_ids))
+        if rows:
+            await notify_due(connection)
+    return [row["id"] for row in rows]
+
+
+async def recover_failed(connection: asyncpg.Connection, endpoint_id: str, since: datetime,
+                         until: datetime, batch: int = 1000) -> list[str]:
+    """Requeue up to `batch` failed deliveries of the endpoint created in [since, until)."""
+    rows = await connection.fetch(_PICK_FAILED, endpoint_id, since, until, batch)
+    if not rows:
+        return []
+    return await requeue(connection, [endpoint_id], [row["id"] for row in rows])

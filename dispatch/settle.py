@@ -1,0 +1,287 @@
+"""Settling attempts: what an attempt means for its delivery (pure), and writing it down
+(batched: many attempts and delivery updates per transaction).
+
+Durable state is rescheduled in the database (`next_attempt_at`), never by sleeping in
+the process. The endpoint's health (circuit breaker, failing-since, last success) is
+updated in the same transaction under the endpoint row lock, so every dispatcher agrees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, pooled
+from dispatch.retry import (
+    CircuitState,
+    after_attempt,
+    auto_disable_reason,
+    classify_response,
+    next_attempt_delay,
+    parse_retry_after,
+    should_auto_disable,
+)
+from dispatch.sender import AttemptResult
+from relay.bus import publish
+from relay.ids import new_id
+
+log = logging.getLogger("relay.dispatch")
+
+GONE_REASON = "the endpoint answered 410 Gone"
+
+
+@dataclass(slots=True)
+class Settlement:
+    job: Claimed
+    result: AttemptResult
+    status: str
+    """succeeded, retrying or failed."""
+    next_attempt_at: datetime | None
+    completed_at: datetime | None
+    success: bool
+    gone: bool
+    probe: bool = False
+    applied: bool = field(default=False)
+    """Set once written: False when the lease was lost (another dispatcher took over)."""
+
+
+def decide(job: Claimed, result: AttemptResult, schedule: Sequence[float], now: datetime,
+           rng: random.Random) -> Settlement:
+    """The delivery's next state after one attempt."""
+    outcome = classify_response(result.status_code) if result.status_code is not None else "retry"
+    if outcome == "succeeded":
+        return Settlement(job, result, "succeeded", None, now, success=True, gone=False)
+    retry_after = None
+    if result.response_headers:
+        retry_after = parse_retry_after(result.response_headers.get("retry-after"), now)
+    delay = next_attempt_delay(list(schedule), job.attempt - job.retry_base, retry_after, rng)
+    gone = outcome == "gone"
+    if delay is None:
+        return Settlement(job, result, "failed", None, now, success=False, gone=gone)
+    return Settlement(job, result, "retrying", now + timedelta(seconds=delay), None,
+                      success=False, gone=gone)
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL."""
+    return value.replace("\x00", "\ufffd") if value else value
+
+
+_INSERT_ATTEMPTS = """
+INSERT INTO attempt (id, delivery_id, endpoint_id, number, started_at, duration_ms, status_code,
+                     error, error_detail, request_headers, response_headers, response_body)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+                     $6::float8[], $7::int[], $8::text[], $9::text[], $10::jsonb[],
+                     $11::jsonb[], $12::text[])
+"""
+
+_UPDATE_DELIVERIES = """
+UPDATE delivery d
+SET status = v.status, attempts_count = v.attempt, next_attempt_at = v.next_at,
+    last_status_code = v.status_code, last_error = v.error, completed_at = v.completed_at,
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::int[], $7::text[],
+            $8::timestamptz[]) AS v(id, status, attempt, next_at, status_code, error, completed_at)
+WHERE d.id = v.id AND d.lease_owner = $1 AND d.status = 'delivering'
+RETURNING d.id
+"""
+
+_LOCK_HEALTH = """
+SELECT id, enabled, circuit_opened_at, consecutive_failures, first_failure_at, last_success_at
+FROM endpoint WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+"""
+
+_UPDATE_HEALTH = """
+UPDATE endpoint e
+SET circuit_opened_at = v.opened_at, consecutive_failures = v.failures,
+    first_failure_at = v.first_failure_at, last_success_at = v.last_success_at,
+    circuit_probe_at = CASE WHEN v.opened_at IS NULL THEN NULL ELSE e.circuit_probe_at END
+FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::timestamptz[])
+     AS v(id, opened_at, failures, first_failure_at, last_success_at)
+WHERE e.id = v.id
+"""
+
+
+@dataclass(slots=True)
+class _Health:
+    enabled: bool
+    circuit: CircuitState
+    first_failure_at: datetime | None
+    last_success_at: datetime | None
+    opened: datetime | None = None
+    disable_reason: str | None = None
+
+
+def _attempt_columns(batch: Sequence[Settlement]) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for item in batch:
+        result = item.result
+        row = (
+            new_id("att"), item.job.id, item.job.endpoint_id, item.job.attempt,
+            result.started_at, result.duration_ms, result.status_code, result.error,
+            _text(result.error_detail), json.dumps(result.request_headers),
+            json.dumps(result.response_headers or {}), _text(result.response_body) or "",
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+class SettleWriter:
+    """Collects settlements and writes them in batches (every `linger` seconds or
+    `max_batch` items), then publishes them on the live bus."""
+
+    def __init__(self, owner: str, *, circuit_threshold: int, circuit_cooldown: float,
+                 on_written: Callable[[list[Settlement]], None] | None = None,
+                 max_batch: int = 200, linger: float = 0.005) -> None:
+        self.owner = owner
+        self.circuit_threshold = circuit_threshold
+        self.circuit_cooldown = circuit_cooldown
+        self.on_written = on_written
+        self.max_batch = max_batch
+        self.linger = linger
+        self._items: list[Settlement] = []
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, item: Settlement) -> None:
+        self._items.append(item)
+        self._idle.clear()
+        self._ready.set()
+
+    async def run(self) -> None:
+        failing = False
+        while True:
+            await self._ready.wait()
+            if len(self._items) < self.max_batch:
+                await asyncio.sleep(self.linger)
+            batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
+            if not self._items:
+                self._ready.clear()
+            try:
+                await self.write(batch)
+                if failing:
+                    log.info("dispatcher: settling attempts again")
+                    failing = False
+            except Exception as exc:  # noqa: BLE001 - keep the results and try again
+                self._items[:0] = batch
+                self._ready.set()
+                if not failing:
+                    log.warning("dispatcher: cannot record attempts (%s); retrying", exc)
+                    failing = True
+                await asyncio.sleep(1.0)
+                continue
+            if not self._items:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything added so far is written."""
+        await self._idle.wait()
+
+    async def write(self, batch: list[Settlement]) -> None:
+        if not batch:
+            return
+        disabled: dict[str, str] = {}
+        async with pooled() as connection, connection.transaction():
+            health = await self._lock_health(connection, batch)
+            await connection.execute(_INSERT_ATTEMPTS, *_attempt_columns(batch))
+            applied = {row["id"] for row in await connection.fetch(
+                _UPDATE_DELIVERIES, self.owner,
+                [item.job.id for item in batch], [item.status for item in batch],
+                [item.job.attempt for item in batch], [item.next_attempt_at for item in batch],
+                [item.result.status_code for item in batch],
+                [item.result.error for item in batch], [item.completed_at for item in batch],
+            )}
+            for item in batch:
+                item.applied = item.job.id in applied
+            await self._write_health(connection, health)
+            for endpoint_id, state in health.items():
+                if state.opened is not None:
+                    until = state.opened + timedelta(seconds=self.circuit_cooldown)
+                    await hold_endpoint(connection, endpoint_id, until)
+                if state.disable_reason and await disable_endpoint(
+                        connection, endpoint_id, state.disable_reason):
+                    disabled[endpoint_id] = state.disable_reason
+        self._publish(batch, disabled)
+        if self.on_written is not None:
+            self.on_written(batch)
+
+    async def _lock_health(self, connection: asyncpg.Connection,
+                           batch: list[Settlement]) -> dict[str, _Health]:
+        """Lock the batch's endpoints (in id order) and work out their health after it."""
+        rows = await connection.fetch(_LOCK_HEALTH, sorted({i.job.endpoint_id for i in batch}))
+        health = {
+            row["id"]: _Health(
+                enabled=row["enabled"],
+                circuit=CircuitState(row["circuit_opened_at"], row["consecutive_failures"]),
+                first_failure_at=row["first_failure_at"], last_success_at=row["last_success_at"],
+            )
+            for row in rows
+        }
+        self._apply(batch, health)
+        return health
+
+    def _apply(self, batch: list[Settlement], health: dict[str, _Health]) -> None:
+        """Each attempt's effect on its endpoint: circuit, failing-since, disabling."""
+        for item in batch:
+            state = health.get(item.job.endpoint_id)
+            if state is None:
+                continue
+            now = item.result.started_at
+            before = state.circuit.opened_at
+            state.circuit = after_attempt(state.circuit, item.success, now,
+                                          self.circuit_threshold)
+            if state.circuit.opened_at is not None and state.circuit.opened_at != before:
+                state.opened = state.circuit.opened_at
+            if item.success:
+                state.last_success_at, state.first_failure_at = now, None
+                state.opened = None
+                continue
+            state.first_failure_at = state.first_failure_at or now
+            if not state.enabled:
+                continue
+            if item.gone:
+                state.disable_reason = GONE_REASON
+            elif should_auto_disable(state.first_failure_at, state.last_success_at, now):
+                state.disable_reason = auto_disable_reason()
+
+    async def _write_health(self, connection: asyncpg.Connection,
+                            health: dict[str, _Health]) -> None:
+        ids = list(health)
+        await connection.execute(
+            _UPDATE_HEALTH, ids, [health[i].circuit.opened_at for i in ids],
+            [health[i].circuit.consecutive_failures for i in ids],
+            [health[i].first_failure_at for i in ids], [health[i].last_success_at for i in ids],
+        )
+
+    def _publish(self, batch: list[Settlement], disabled: dict[str, str]) -> None:
+        for item in batch:
+            message = delivery_message(item)
+            publish({"type": "delivery.attempted", "delivery": message})
+            if item.applied and item.status in ("succeeded", "failed"):
+                publish({"type": f"delivery.{item.status}", "delivery": message})
+        for endpoint_id, reason in disabled.items():
+            publish({"type": "endpoint.disabled",
+                     "endpoint": {"id": endpoint_id, "disabled_reason": reason}})
+
+
+def delivery_message(item: Settlement) -> dict[str, Any]:
+    next_at = item.next_attempt_at
+    if item.gone or (next_at is not None and not item.applied):
+        next_at = None
+    return {
+        "id": item.job.id, "event_id": item.job.event_id, "endpoint_id": item.job.endpoint_id,
+        "status": item.status, "attempt": item.job.attempt,
+        "status_code": item.result.status_code, "duration_ms": item.result.duration_ms,
+        "error": item.result.error,
+        "next_attempt_at": next_at.isoformat() if next_at is not None else None,
+    }

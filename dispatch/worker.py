@@ -1,0 +1,296 @@
+"""The dispatcher: claim due deliveries → send them → settle the attempts.
+
+`Dispatcher.run_loop` is the whole engine, top to bottom. Around it run small helpers:
+the router (events → deliveries), the LISTEN connection (wake-ups), the lease sweeper
+(deliveries of a dead dispatcher) and the settle writer (batched writes). Policies are
+imported pure functions; only the edges do I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import secrets
+import socket
+import time
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+
+from dispatch import queue
+from dispatch.endpoints import Target, Targets, utcnow
+from dispatch.gates import Gates
+from dispatch.queue import Claimed, PutBack, pooled
+from dispatch.retry import (
+    CIRCUIT_COOLDOWN_SECONDS,
+    CIRCUIT_FAILURE_THRESHOLD,
+    CircuitState,
+    circuit_status,
+)
+from dispatch.routing import Router
+from dispatch.sender import send
+from dispatch.settle import Settlement, SettleWriter, decide
+from dispatch.ssrf import build_http_client
+from dispatch.wakeup import Listener
+from relay.database import EVENT_CHANNEL, connection_params, database_url
+
+log = logging.getLogger("relay.dispatch")
+
+PROBE_HOLD_SECONDS = 5.0
+"""While a half-open circuit's probe is out, the endpoint's other due deliveries wait
+this long (at most the cool-down) before they are looked at again."""
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        poll_interval: float = 1.0,
+        lease_margin: float | None = None,
+        shutdown_grace: float | None = None,
+        circuit_threshold: int = CIRCUIT_FAILURE_THRESHOLD,
+        circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.concurrency = concurrency or settings.RELAY_DISPATCH_CONCURRENCY
+        self.poll_interval = poll_interval
+        self.lease_margin = settings.RELAY_LEASE_SECONDS if lease_margin is None else lease_margin
+        self.shutdown_grace = (settings.RELAY_SHUTDOWN_GRACE if shutdown_grace is None
+                               else shutdown_grace)
+        self.circuit_cooldown = circuit_cooldown
+        self.allowlist = list(settings.RELAY_TARGET_ALLOWLIST)
+        self.owner = new_owner()
+        self.client = client
+        self.rng = random.Random()
+        self.router = Router()
+        self.targets = Targets()
+        self.gates = Gates()
+        self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
+                                    circuit_cooldown=circuit_cooldown,
+                                    on_written=self._settled)
+        self.wake = asyncio.Event()
+        self.route_wake = asyncio.Event()
+        self.in_flight: dict[str, tuple[Claimed, asyncio.Task]] = {}
+        self.probing: dict[str, str] = {}
+        """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
+        self.next_due: datetime | None = None
+        self.stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._main: asyncio.Task | None = None
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run_loop(self) -> None:
+        failing = False
+        while not self.stopping:
+            self.wake.clear()
+            free = self.concurrency - len(self.in_flight)
+            claimed_all = False
+            if free > 0:
+                try:
+                    claimed, jobs = await self.claim(free)
+                    failing = False
+                except Exception as exc:  # noqa: BLE001 - the database comes back; so do we
+                    if not failing:
+                        log.warning("dispatcher: cannot claim deliveries (%s); retrying", exc)
+                        failing = True
+                    await self._sleep(min(5.0, self.poll_interval * 2))
+                    continue
+                for job, target in jobs:
+                    self.start_send(job, target)
+                claimed_all = claimed == free
+            if not claimed_all:
+                await self._sleep(self._until_next_work())
+
+    async def claim(self, free: int) -> tuple[int, list[tuple[Claimed, Target]]]:
+        """Lease up to `free` due deliveries; returns how many were leased and those to
+        send now. The rest went straight back: parked, held by a circuit, over a gate."""
+        async with pooled() as connection:
+            exclude = self.gates.blocked(time.monotonic()) + sorted(self.probing)
+            rows = await queue.claim(connection, self.owner, free, exclude,
+                                     settings.RELAY_DELIVERY_TIMEOUT, self.lease_margin)
+            if len(rows) < free:
+                self.next_due = await queue.next_due_at(connection)
+            if not rows:
+                return 0, []
+            await self.targets.ensure(connection, {
+                row.endpoint_id: row.endpoint_updated_at for row in rows if row.endpoint_exists
+            })
+            to_send, back, cancelled, orphaned = [], [], [], []
+            now, clock = utcnow(), time.monotonic()
+            for job in rows:
+                target = self.targets.get(job.endpoint_id)
+                if not job.endpoint_exists or target is None:
+                    cancelled.append(job.id)
+                elif not job.event_exists:
+                    orphaned.append(job.id)
+                elif not job.endpoint_enabled:
+                    back.append(PutBack(job.id, job.endpoint_id, None))
+                elif not self.gates.gate(job.endpoint_id, target.max_in_flight,
+                                         target.rate_limit).try_acquire(clock):
+                    back.append(PutBack(job.id, job.endpoint_id, job.due_at))
+                elif (held := await self._circuit_hold(connection, job, target, now)) is not None:
+                    self.gates.release(job.endpoint_id)
+                    back.append(PutBack(job.id, job.endpoint_id, held))
+                else:
+                    to_send.append((job, target))
+            await queue.put_back(connection, self.owner, back)
+            await queue.finish_unattempted(connection, self.owner, cancelled, "cancelled", None)
+            await queue.finish_unattempted(connection, self.owner, orphaned, "failed",
+                                           "event_missing")
+        return len(rows), to_send
+
+    async def _circuit_hold(self, connection, job: Claimed, target: Target,
+                            now: datetime) -> datetime | None:
+        """None when the delivery may go; else when to look at it again."""
+        state = CircuitState(job.circuit_opened_at, job.consecutive_failures)
+        status = circuit_status(state, now, self.circuit_cooldown)
+        if status == "closed":
+            return None
+        assert job.circuit_opened_at is not None
+        if status == "open":
+            return job.circuit_opened_at + timedelta(seconds=self.circuit_cooldown)
+        if job.endpoint_id not in self.probing and await queue.take_probe(
+                connection, job.endpoint_id, job.circuit_opened_at,
+                target.timeout + self.lease_margin):
+            self.probing[job.endpoint_id] = job.id
+            return None
+        return now + timedelta(seconds=min(PROBE_HOLD_SECONDS, self.circuit_cooldown))
+
+    def start_send(self, job: Claimed, target: Target) -> None:
+        task = asyncio.get_running_loop().create_task(self.deliver(job, target),
+                                                      name=f"deliver-{job.id}")
+        self.in_flight[job.id] = (job, task)
+
+    async def deliver(self, job: Claimed, target: Target) -> None:
+        try:
+            result = await send(self.client, job, target, allowlist=self.allowlist,
+                                version=settings.VERSION)
+        finally:
+            self.gates.release(job.endpoint_id)
+            self.in_flight.pop(job.id, None)
+            self.wake.set()
+        settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng)
+        settlement.probe = self.probing.get(job.endpoint_id) == job.id
+        self.settler.add(settlement)
+
+    def _settled(self, batch: list[Settlement]) -> None:
+        for item in batch:
+            if item.probe:
+                self.probing.pop(item.job.endpoint_id, None)
+                self.wake.set()
+            if item.next_attempt_at is not None and (
+                    self.next_due is None or item.next_attempt_at < self.next_due):
+                self.next_due = item.next_attempt_at
+                self.wake.set()
+
+    def _until_next_work(self) -> float:
+        timeout = self.poll_interval
+        if self.next_due is not None:
+            timeout = min(timeout, (self.next_due - utcnow()).total_seconds())
+        clock = time.monotonic()
+        ready = self.gates.next_ready_at(clock)
+        if ready != math.inf:
+            timeout = min(timeout, ready - clock)
+        return max(0.0, timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
+
+    # --- helpers around the loop ---------------------------------------------------------
+
+    async def route_loop(self) -> None:
+        failing = False
+        while not self.stopping:
+            self.route_wake.clear()
+            try:
+                if await self.router.route_all():
+                    self.wake.set()
+                failing = False
+            except Exception as exc:  # noqa: BLE001
+                if not failing:
+                    log.warning("dispatcher: cannot route events (%s); retrying", exc)
+                    failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.route_wake.wait(), self.poll_interval)
+
+    async def sweep_loop(self) -> None:
+        interval = max(0.2, min(5.0, self.lease_margin / 2))
+        while not self.stopping:
+            try:
+                async with pooled() as connection:
+                    if await queue.sweep_expired_leases(connection):
+                        self.wake.set()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("dispatcher: lease sweep failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    # --- start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.client is None:
+            self.client = build_http_client(
+                max_connections=self.concurrency, timeout=settings.RELAY_DELIVERY_TIMEOUT,
+                allowlist=self.allowlist)
+        listener = Listener(connection_params(database_url()), {
+            EVENT_CHANNEL: self.route_wake.set,
+            queue.DUE_CHANNEL: self.wake.set,
+        })
+        self._tasks = [
+            loop.create_task(listener.run(), name="dispatch-listen"),
+            loop.create_task(self.route_loop(), name="dispatch-route"),
+            loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
+            loop.create_task(self.settler.run(), name="dispatch-settle"),
+        ]
+        self._main = loop.create_task(self.run_loop(), name="dispatch-claim")
+
+    async def stop(self) -> None:
+        """Stop claiming, give sends in flight `shutdown_grace` seconds to finish, put
+        back whatever did not (lease cleared, due now), write every settled attempt."""
+        self.stopping = True
+        self.wake.set()
+        self.route_wake.set()
+        if self._main is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        pending_tasks = [task for _, task in self.in_flight.values()]
+        if pending_tasks:
+            await asyncio.wait(pending_tasks, timeout=self.shutdown_grace)
+        unfinished = [job for job, _ in self.in_flight.values()]
+        for _, task in list(self.in_flight.values()):
+            task.cancel()
+        if pending_tasks:
+            await asyncio.gather(*pending_tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(10):
+                await self.settler.drain()
+                if unfinished:
+                    async with pooled() as connection:
+                        now = utcnow()
+                        await queue.put_back(connection, self.owner, [
+                            PutBack(job.id, job.endpoint_id, now) for job in unfinished])
+        except Exception as exc:  # noqa: BLE001 - leases expire; nothing is lost
+            log.warning("dispatcher: could not hand back %d deliveries at shutdown (%s); "
+                        "they are retried when their leases expire", len(unfinished), exc)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def run_until_stopped(self, stop: asyncio.Event) -> None:
+        await self.start()
+        await stop.wait()
+        await self.stop()
