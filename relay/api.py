@@ -10,10 +10,14 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer
+from ninja.security import APIKeyCookie, HttpBearer
+from tortoise.exceptions import ValidationError as FieldValidationError
 from tortoise.queryset import QuerySet
 
 from relay.crypto import hash_token
@@ -38,6 +42,59 @@ class TokenAuth(HttpBearer):
         return row
 
 
+SESSION_TOKEN_ID = "relay_token_id"
+SESSION_SCOPE = "relay_scope"
+SESSION_CSRF = "relay_csrf"
+CSRF_HEADER = "X-Relay-CSRF"
+"""Writes through the dashboard session must carry this header, equal to the session's
+`relay_csrf` value (the page has it; another site cannot read it)."""
+
+
+def read_session(cookie: str | None) -> dict[str, Any]:
+    """The dashboard session in a signed cookie (`{}` when missing, tampered with or expired)."""
+    if not cookie:
+        return {}
+    store = SessionStore(session_key=cookie)
+    return dict(store.items())
+
+
+async def session_token(session: dict[str, Any]) -> ApiToken | None:
+    """The token the dashboard logged in with, while it is not revoked."""
+    token_id = session.get(SESSION_TOKEN_ID)
+    if not isinstance(token_id, str) or not token_id:
+        return None
+    return await ApiToken.get_or_none(id=token_id, revoked_at=None)
+
+
+class SessionAuth(APIKeyCookie):
+    """The dashboard's signed-cookie session, for requests without an Authorization header.
+
+    Writes need the `X-Relay-CSRF` header; viewer sessions may only read.
+    """
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def __init__(self) -> None:
+        super().__init__(csrf=False)
+
+    async def authenticate(self, request: HttpRequest, key: str | None) -> ApiToken | None:
+        if not key or "authorization" in request.headers:
+            return None
+        session = read_session(key)
+        row = await session_token(session)
+        if row is None:
+            return None
+        if request.method not in SAFE_METHODS:
+            expected = session.get(SESSION_CSRF)
+            given = request.headers.get(CSRF_HEADER, "")
+            if not isinstance(expected, str) or not constant_time_compare(given, expected):
+                raise HttpError(403, f"a write through the dashboard session needs the "
+                                     f"{CSRF_HEADER} header of its page")
+            if row.scope != "admin":
+                raise HttpError(403, "this token has the viewer scope: it may only read")
+        return row
+
+
 def require_admin(request: HttpRequest) -> None:
     """For reads that only admins may make (secrets)."""
     token: ApiToken = request.auth  # type: ignore[attr-defined]
@@ -49,7 +106,7 @@ api = NinjaAPI(
     title="Relay API",
     version="1",
     description="Manage Relay's sources, endpoints, events and deliveries.",
-    auth=TokenAuth(),
+    auth=[TokenAuth(), SessionAuth()],
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
@@ -96,7 +153,27 @@ def on_error(request: HttpRequest, exc: Exception) -> HttpResponse:
         response = _detail(request, 503, "the database is unavailable; retry later")
         response["Retry-After"] = "5"
         return response
+    if isinstance(exc, FieldValidationError):
+        # A value no column can hold (an id longer than any id, ...): bad input, not a 500.
+        return _detail(request, 422, str(exc))
+    if _is_unstorable_text(exc):
+        return _detail(request, 422, "text must not contain NUL (\\u0000) characters")
     raise exc
+
+
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+"""SQLSTATEs of text PostgreSQL cannot store or compare: NUL in text, \\u0000 in jsonb."""
+
+
+def _is_unstorable_text(exc: BaseException) -> bool:
+    current: BaseException | None = exc
+    for _ in range(5):
+        if current is None:
+            return False
+        if getattr(current, "sqlstate", None) in _UNSTORABLE_TEXT:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def encode_cursor(last_id: str) -> str:

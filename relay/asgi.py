@@ -17,6 +17,8 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from relay import lifecycle  # noqa: E402
 from relay.handler import InlineASGIHandler  # noqa: E402
 from relay.limits import RequestLimits  # noqa: E402
+from relay.metrics import IngestMetrics  # noqa: E402
+from relay.middleware import RequestLog  # noqa: E402
 
 INGEST_PREFIX = "/in/"
 
@@ -60,7 +62,7 @@ def build_application() -> Any:
         "http": http,
         "websocket": _websocket_app(),
     })
-    return Lifespan(RequestLimits(router, body_limit))
+    return Lifespan(RequestLog(IngestMetrics(RequestLimits(router, body_limit), INGEST_PREFIX)))
 
 
 def _websocket_app() -> Any:

@@ -2,24 +2,40 @@
 
 `publish()` never blocks and never raises: ingest and delivery must not slow down or
 fail because nobody is watching or Redis is down. Messages are queued in-process and a
-background task sends them in batches (`{"type": "batch", "items": [...]}`); when the
-queue is full the oldest are shed and the next batch says how many (`dropped`).
+background task sends them to the group `relay.live` as
+`{"type": "live.message", "message": ...}`, where `message` is one message, or under
+load a batch `{"type": "batch", "items": [...]}`. When the queue is full, or the channel
+layer cannot be reached, messages are shed and the next batch says how many
+(`"dropped": n`): the live view is best-effort, PostgreSQL is the record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import threading
 from collections import deque
 from typing import Any
 
 log = logging.getLogger("relay.bus")
 
 LIVE_GROUP = "relay.live"
+LAYER_MESSAGE_TYPE = "live.message"
 QUEUE_LIMIT = 10_000
 BATCH_LIMIT = 500
 FLUSH_INTERVAL = 0.05
+"""At most one send per this many seconds: a message after a quiet spell leaves at once,
+under load the messages of the interval travel together as one batch."""
+SEND_TIMEOUT = 2.0
+RETRY_INTERVAL = 1.0
+"""After a failed send, wait this long before trying the channel layer again."""
+
+
+def json_safe(message: dict[str, Any]) -> dict[str, Any]:
+    """The message with anything JSON cannot carry (datetimes, decimals) turned into text."""
+    return json.loads(json.dumps(message, default=str))
 
 
 class LiveBus:
@@ -27,14 +43,34 @@ class LiveBus:
         self._queue: deque[dict[str, Any]] = deque(maxlen=queue_limit)
         self._dropped = 0
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._thread_id: int | None = None
+        self._stopping = False
+        self.sent = 0
+        """Messages handed to the channel layer (items of a batch counted one by one)."""
+        self.dropped_total = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def publish(self, message: dict[str, Any]) -> None:
         if len(self._queue) == self._queue.maxlen:
-            self._dropped += 1
+            self._shed(1)
         self._queue.append(message)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        wakeup = self._wakeup
+        if wakeup is None or wakeup.is_set():
+            return
+        if threading.get_ident() == self._thread_id:
+            wakeup.set()
+        elif self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(wakeup.set)
+
+    def _shed(self, count: int) -> None:
+        self._dropped += count
+        self.dropped_total += count
 
     def take_batch(self) -> dict[str, Any] | None:
         """The next message to send: a single message, or a batch of several."""
@@ -49,43 +85,91 @@ class LiveBus:
             batch["dropped"] = dropped
         return batch
 
-    async def run(self) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
+        if layer is None:
+            return
+        envelope = {"type": LAYER_MESSAGE_TYPE, "message": message}
+        try:
+            await asyncio.wait_for(layer.group_send(LIVE_GROUP, envelope), SEND_TIMEOUT)
+        except (TypeError, ValueError):
+            # A publisher put something msgpack cannot carry (a datetime): send it as text.
+            envelope["message"] = json_safe(message)
+            await asyncio.wait_for(layer.group_send(LIVE_GROUP, envelope), SEND_TIMEOUT)
+        self.sent += len(message["items"]) if message.get("type") == "batch" else 1
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
         self._wakeup = asyncio.Event()
+        self._wakeup.set()
+        failing_since_drop = 0
         failing = False
-        while True:
+        last_flush = 0.0
+        while not self._stopping:
             await self._wakeup.wait()
+            wait = last_flush + FLUSH_INTERVAL - self._loop.time()
+            if wait > 0 and not self._stopping:
+                await asyncio.sleep(wait)
+            last_flush = self._loop.time()
             self._wakeup.clear()
-            await asyncio.sleep(FLUSH_INTERVAL)
             while (message := self.take_batch()) is not None:
                 try:
-                    await layer.group_send(LIVE_GROUP, {"type": "live.message", "message": message})
-                    if failing:
-                        log.info("live bus: channel layer reachable again")
-                        failing = False
-                except Exception as exc:  # noqa: BLE001 - the bus must never break callers
+                    await self._send(message)
+                except Exception as exc:  # noqa: BLE001 - the bus must never break its callers
+                    count = len(message["items"]) if message.get("type") == "batch" else 1
+                    self._shed(count)
                     if not failing:
-                        log.warning("live bus: channel layer unavailable (%s); live view paused", exc)
-                        failing = True
-                    self._dropped += len(message.get("items", [message]))
+                        log.warning("live bus: the channel layer is unavailable (%s: %s); live "
+                                    "messages are dropped until it is back", type(exc).__name__, exc)
+                        failing, failing_since_drop = True, self.dropped_total - count
+                    if self._stopping:
+                        return
+                    await asyncio.sleep(RETRY_INTERVAL)
+                    self._wakeup.set()
                     break
+                if failing:
+                    log.info("live bus: the channel layer is reachable again (%d messages dropped "
+                             "meanwhile)", self.dropped_total - failing_since_drop)
+                    failing = False
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
+        """Start the sender in the running event loop (idempotent)."""
+        if not self.running:
             self._task = asyncio.get_running_loop().create_task(self.run(), name="relay-live-bus")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the sender; messages still queued are sent first if the layer answers quickly."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        self._stopping = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SEND_TIMEOUT + 1)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except Exception:  # noqa: BLE001 - a sender that does not finish in time is cancelled
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        finally:
+            self._stopping = False
+            self._wakeup = None
+            self._loop = None
+            self._thread_id = None
 
 
 bus = LiveBus()
 
 
 def publish(message: dict[str, Any]) -> None:
-    bus.publish(message)
+    """Queue a live message for the dashboard. Never blocks, never raises."""
+    try:
+        bus.publish(message)
+    except Exception:  # noqa: BLE001 - a live view must never break ingest or delivery
+        log.debug("live bus: publish failed", exc_info=True)

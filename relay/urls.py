@@ -1,17 +1,24 @@
 """Every HTTP route. This is the composition root: it mounts each app's views."""
 
-from django.urls import path
+from django.urls import include, path
 
+from dispatch.api import router as dispatch_router
 from hooks.api import router as hooks_router
 from hooks.ingest import ingest
+from live import views as live_views
 from relay.api import api
 from relay.health import healthz, readyz
+from relay.metrics import metrics_view
 
 api.add_router("/", hooks_router)
+api.add_router("/", dispatch_router)
 
 urlpatterns = [
     path("in/<str:slug>", ingest, name="ingest"),
     path("api/v1/", api.urls),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics_view),
+    path("dashboard/", include("live.urls")),
+    path("", live_views.home),
 ]

@@ -1,0 +1,126 @@
+"""Pure parts of the live stream: subscriptions, outbox frames, bus batches, stats shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from live.outbox import Outbox
+from live.stats import id_bound, shape, window
+from live.subscription import SubscribeError, Subscription, parse_subscribe
+from relay.bus import LiveBus
+from relay.ids import new_id
+
+EVENT = {"type": "event.received", "event": {"id": "evt_1", "source": "shop", "event_type": "a",
+                                             "received_at": "t", "size": 1}}
+DELIVERY = {"type": "delivery.succeeded", "delivery": {"id": "dlv_1", "event_id": "evt_1",
+                                                       "endpoint_id": "ep_1"}}
+OTHER_DELIVERY = {"type": "delivery.failed", "delivery": {"id": "dlv_2", "event_id": "evt_9",
+                                                          "endpoint_id": "ep_2"}}
+REJECTED = {"type": "ingest.rejected", "source": "bank", "reason": "bad signature"}
+DISABLED = {"type": "endpoint.disabled", "endpoint": {"id": "ep_2", "disabled_reason": "410"}}
+STATS = {"type": "stats", "stats": {}}
+ALL = [EVENT, DELIVERY, OTHER_DELIVERY, REJECTED, DISABLED, STATS]
+SOURCES = {"evt_1": "shop"}
+
+
+def passing(subscription: Subscription) -> list[dict]:
+    return [item for item in ALL if subscription.matches(item, SOURCES)]
+
+
+def test_empty_subscription_passes_everything():
+    assert Subscription().everything
+    assert passing(parse_subscribe({"type": "subscribe"})) == ALL
+    assert passing(parse_subscribe({"type": "subscribe", "sources": [], "types": []})) == ALL
+
+
+def test_types_narrow_but_stats_always_pass():
+    assert passing(parse_subscribe({"types": ["ingest.rejected"]})) == [REJECTED, STATS]
+
+
+def test_sources_apply_to_events_rejections_and_deliveries_of_their_events():
+    assert passing(parse_subscribe({"sources": ["shop"]})) == [EVENT, DELIVERY, DISABLED, STATS]
+    assert passing(parse_subscribe({"sources": ["bank"]})) == [REJECTED, DISABLED, STATS]
+
+
+def test_endpoints_apply_to_deliveries_and_disabled_endpoints():
+    assert passing(parse_subscribe({"endpoints": ["ep_2"]})) == [
+        EVENT, OTHER_DELIVERY, REJECTED, DISABLED, STATS]
+    both = parse_subscribe({"endpoints": ["ep_1"], "types": ["delivery.succeeded"]})
+    assert passing(both) == [DELIVERY, STATS]
+
+
+@pytest.mark.parametrize("payload", [
+    [], "x", {"types": "delivery.failed"}, {"sources": [1]}, {"endpoints": ["a"] * 201},
+])
+def test_malformed_subscriptions_are_refused(payload):
+    with pytest.raises(SubscribeError):
+        parse_subscribe(payload)
+
+
+def test_outbox_sends_one_message_alone_and_several_as_a_batch():
+    outbox = Outbox()
+    assert outbox.take_frame() is None
+    outbox.put('{"type":"a"}')
+    assert outbox.take_frame() == '{"type":"a"}'
+    outbox.put('{"type":"a"}')
+    outbox.put('{"type":"b"}')
+    assert json.loads(outbox.take_frame()) == {"type": "batch", "items": [{"type": "a"}, {"type": "b"}]}
+    assert not outbox.pending
+
+
+def test_outbox_sheds_the_oldest_and_says_how_many():
+    outbox = Outbox(limit=3)
+    for n in range(5):
+        outbox.put(json.dumps({"n": n}))
+    frame = json.loads(outbox.take_frame())
+    assert frame == {"type": "batch", "items": [{"n": 2}, {"n": 3}, {"n": 4}], "dropped": 2}
+    outbox.shed(4)
+    assert json.loads(outbox.take_frame()) == {"type": "batch", "items": [], "dropped": 4}
+    assert outbox.dropped_total == 6
+
+
+def test_outbox_chunks_join_into_one_batch_and_are_shed_whole():
+    outbox = Outbox(limit=4)
+    outbox.put_chunk('{"n":0},{"n":1}', 2)
+    outbox.put('{"n":2}')
+    outbox.put_chunk("", 0)
+    assert len(outbox) == 3
+    assert json.loads(outbox.take_frame())["items"] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    outbox.put_chunk('{"n":3},{"n":4},{"n":5}', 3)
+    outbox.put_chunk('{"n":6},{"n":7}', 2)
+    assert json.loads(outbox.take_frame()) == {
+        "type": "batch", "items": [{"n": 6}, {"n": 7}], "dropped": 3}
+
+
+def test_bus_batches_and_counts_what_it_shed():
+    bus = LiveBus(queue_limit=3)
+    assert bus.take_batch() is None
+    bus.publish({"n": 0})
+    assert bus.take_batch() == {"n": 0}
+    for n in range(5):
+        bus.publish({"n": n})
+    assert bus.take_batch() == {"type": "batch", "items": [{"n": 2}, {"n": 3}, {"n": 4}],
+                                "dropped": 2}
+    assert bus.take_batch() is None
+    assert bus.dropped_total == 2
+
+
+def test_stats_shape_matches_the_wire_format():
+    row = {"events": 12, "pending": 3, "in_flight": 2, "attempts": 8, "succeeded": 6,
+           "p50": 12.345, "p95": 80.0}
+    assert shape(row) == {"events_per_s": 12, "deliveries_per_s": 8, "success_rate": 0.75,
+                          "pending": 3, "in_flight": 2, "p50_ms": 12.3, "p95_ms": 80.0}
+    idle = shape({"events": 0, "pending": 0, "in_flight": 0, "attempts": 0, "succeeded": 0})
+    assert idle["success_rate"] is None and idle["p50_ms"] is None and idle["p95_ms"] is None
+
+
+def test_stats_window_is_the_second_before_last_and_ids_bound_it():
+    start, end = window(1000.7)
+    assert (start, end) == (998.0, 999.0)
+    made = new_id("att")
+    import time
+
+    now = time.time()
+    assert id_bound("att", now - 1) <= made < id_bound("att", now + 1)
