@@ -158,7 +158,11 @@ class PublishIn(Schema):
 
 class Published(Schema):
     id: str
-    duplicate: bool | None = None
+
+
+class PublishedDuplicate(Schema):
+    id: str
+    duplicate: bool
 
 
 class Detail(Schema):
@@ -390,7 +394,8 @@ async def get_event(request: HttpRequest, event_id: str):
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-@router.post("/events", response={202: Published, 200: Published, 422: Detail}, tags=["events"])
+@router.post("/events", response={202: Published, 200: PublishedDuplicate, 422: Detail},
+             tags=["events"])
 async def publish_event(request: HttpRequest, payload: PublishIn):
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):

@@ -77,4 +77,5 @@ def extract(rule: Mapping[str, str] | None, headers: Mapping[str, str],
     if value is None or isinstance(value, dict | list):
         return None
     text = value if isinstance(value, str) else json.dumps(value)
-    return text[:MAX_KEY_LENGTH] or None
+    # PostgreSQL text cannot hold NUL; a key is only compared, so a stand-in does.
+    return text[:MAX_KEY_LENGTH].replace("\x00", "\ufffd") or None

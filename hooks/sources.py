@@ -7,8 +7,11 @@ changes made in another process within RELAY_SOURCE_CACHE_SECONDS (default 2 s).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -31,8 +34,12 @@ class IngestSource:
     event_type: dict[str, str] | None
 
 
+MAX_SLUG_LENGTH = 100
 _cache: dict[str, tuple[float, IngestSource | None]] = {}
 _CACHE_LIMIT = 10_000
+_loading: dict[str, asyncio.Task] = {}
+_generation = 0
+"""Bumped by forget_source: a lookup that began before it does not fill the cache."""
 
 
 def verification_from_row(stored: dict[str, Any]) -> Verification:
@@ -56,22 +63,50 @@ def ingest_source_from_row(row: Source) -> IngestSource:
 
 
 async def get_ingest_source(slug: str) -> IngestSource | None:
-    """The source for `slug`, or None when there is none. Database errors propagate."""
-    now = time.monotonic()
+    """The source for `slug`, or None when there is none. Database errors propagate.
+
+    When the cached entry has expired, concurrent requests for the same slug share one
+    query instead of each sending its own.
+    """
+    if len(slug) > MAX_SLUG_LENGTH or "\x00" in slug:
+        return None  # no source can have it (the column could not even be queried with it)
     cached = _cache.get(slug)
-    if cached is not None and cached[0] > now:
+    if cached is not None and cached[0] > time.monotonic():
         return cached[1]
+    loop = asyncio.get_running_loop()
+    loading = _loading.get(slug)
+    if loading is None or loading.get_loop() is not loop:
+        loading = loop.create_task(_load(slug), context=contextvars.Context())
+        _loading[slug] = loading
+        loading.add_done_callback(partial(_loaded, slug))
+    return await asyncio.shield(loading)
+
+
+async def _load(slug: str) -> IngestSource | None:
+    generation = _generation
+    started = time.monotonic()
     row = await Source.get_or_none(slug=slug)
     source = ingest_source_from_row(row) if row is not None else None
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()
-    _cache[slug] = (now + settings.RELAY_SOURCE_CACHE_SECONDS, source)
+    if generation == _generation:  # not forgotten meanwhile: the row read is current
+        if len(_cache) >= _CACHE_LIMIT:
+            _cache.clear()
+        _cache[slug] = (started + settings.RELAY_SOURCE_CACHE_SECONDS, source)
     return source
 
 
+def _loaded(slug: str, loading: asyncio.Task) -> None:
+    if _loading.get(slug) is loading:
+        del _loading[slug]
+    if not loading.cancelled():
+        loading.exception()  # retrieved here too, in case every caller was cancelled
+
+
 def forget_source(*slugs: str) -> None:
+    global _generation
+    _generation += 1
     for slug in slugs:
         _cache.pop(slug, None)
+        _loading.pop(slug, None)
 
 
 async def ingest_body_limit(slug: str) -> int:

@@ -3,22 +3,27 @@
 These are the hottest statements in Relay, so they are written as SQL on Tortoise's
 connection rather than through model instances: one statement (insert + notify) when
 the source has no dedup rule, one short transaction under an advisory lock when it has.
+Events without a dedup rule are group-committed (hooks/group_commit.py): those that
+arrive while a write is under way share the next statement and its COMMIT.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from relay.database import EVENT_CHANNEL
+from hooks.group_commit import GroupCommit
+from relay.database import EVENT_CHANNEL, is_database_unavailable
 from relay.ids import new_id
 
 REJECTED_PER_SOURCE_PER_MINUTE = 60
 REJECTED_PREVIEW_BYTES = 8 * 1024
+_TRACKED_SOURCES_LIMIT = 10_000
 
 _INSERT = (
     "INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at,"
@@ -29,6 +34,22 @@ INSERT_AND_NOTIFY = (
     f"WITH inserted AS ({_INSERT} RETURNING id) "  # noqa: S608 - constants; values are bound
     f"SELECT pg_notify('{EVENT_CHANNEL}', id) FROM inserted"
 )
+INSERT_MANY_AND_NOTIFY = (
+    "WITH inserted AS ("  # noqa: S608 - constants; values are bound
+    "INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at,"
+    " method, query, headers, content_type, size, body)"
+    " SELECT id, source_id, source_slug, event_type, dedup_key, received_at,"
+    " method, query, headers::jsonb, content_type, size, body"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],"
+    " $12::bytea[]) AS row (id, source_id, source_slug, event_type, dedup_key, received_at,"
+    " method, query, headers, content_type, size, body)"
+    " RETURNING id) "
+    f"SELECT pg_notify('{EVENT_CHANNEL}', id) FROM inserted"
+)
+GROUP_MAX_IN_FLIGHT = 2
+GROUP_MAX_ROWS = 256
+GROUP_MAX_BYTES = 4 * 1024 * 1024
 _LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 _FIND_DUPLICATE = (
     "SELECT id FROM event WHERE source_id IS NOT DISTINCT FROM $1 AND dedup_key = $2"
@@ -64,6 +85,21 @@ def _values(event_id: str, received_at: datetime, event: NewEvent) -> list:
     ]
 
 
+async def _insert_rows(rows: list[list]) -> None:
+    client = connections.get("default")
+    if len(rows) == 1:
+        await client.execute_query(INSERT_AND_NOTIFY, rows[0])
+    else:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        await client.execute_query(INSERT_MANY_AND_NOTIFY, columns)
+
+
+_group_commit = GroupCommit(
+    _insert_rows, max_in_flight=GROUP_MAX_IN_FLIGHT, max_rows=GROUP_MAX_ROWS,
+    max_bytes=GROUP_MAX_BYTES, is_unavailable=is_database_unavailable,
+)
+
+
 async def store_event(event: NewEvent, dedup_window_seconds: float) -> StoredEvent:
     """Commit the event and notify the dispatcher, or find the duplicate it repeats.
 
@@ -72,9 +108,7 @@ async def store_event(event: NewEvent, dedup_window_seconds: float) -> StoredEve
     event_id = new_id("evt")
     received_at = datetime.now(UTC)
     if event.dedup_key is None:
-        await connections.get("default").execute_query(
-            INSERT_AND_NOTIFY, _values(event_id, received_at, event)
-        )
+        await _group_commit.write(_values(event_id, received_at, event), len(event.body))
         return StoredEvent(event_id, received_at, duplicate=False)
 
     async with in_transaction("default") as connection:
@@ -91,33 +125,41 @@ async def store_event(event: NewEvent, dedup_window_seconds: float) -> StoredEve
 
 _INSERT_REJECTED = (
     "INSERT INTO rejected_request (id, source_id, received_at, reason, headers, body_preview, size)"
-    " SELECT $1, $2, $3, $4, $5::jsonb, $6, $7"
+    " SELECT $1, $2::text, $3::timestamptz, $4, $5::jsonb, $6, $7"
     " WHERE (SELECT count(*) FROM rejected_request"
-    "        WHERE source_id = $2 AND received_at > $3::timestamptz - interval '1 minute') < $8"
+    "        WHERE source_id = $2::text AND received_at > $3::timestamptz - interval '1 minute') < $8"
 )
 
 
 class RejectionLog:
     """Keeps refused requests for debugging, at most N per source per minute.
 
-    An in-process counter turns away a flood before it reaches the database; the
-    conditional insert holds the cap across processes.
+    An in-process sliding window (the same 60 s window the database checks) turns away
+    a flood before it reaches the database, exactly, even when the refusals arrive
+    concurrently; the conditional insert holds the cap across processes.
     """
 
     def __init__(self, per_minute: int = REJECTED_PER_SOURCE_PER_MINUTE) -> None:
         self.per_minute = per_minute
-        self._minute = -1
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, deque[float]] = {}
 
     def _admit(self, source_id: str, now: datetime) -> bool:
-        minute = int(now.timestamp() // 60)
-        if minute != self._minute:
-            self._minute, self._counts = minute, {}
-        count = self._counts.get(source_id, 0)
-        if count >= self.per_minute:
+        moment = now.timestamp()
+        recent = self._counts.get(source_id)
+        if recent is None:
+            if len(self._counts) >= _TRACKED_SOURCES_LIMIT:
+                self._forget_quiet_sources(moment)
+            recent = self._counts[source_id] = deque()
+        while recent and recent[0] <= moment - 60:
+            recent.popleft()
+        if len(recent) >= self.per_minute:
             return False
-        self._counts[source_id] = count + 1
+        recent.append(moment)
         return True
+
+    def _forget_quiet_sources(self, moment: float) -> None:
+        self._counts = {source_id: recent for source_id, recent in self._counts.items()
+                        if recent and recent[-1] > moment - 60}
 
     async def record(self, source_id: str, reason: str, headers: dict[str, str],
                      body: bytes) -> None:

@@ -2,30 +2,59 @@
 
 Django reads a whole body before any view runs, so the limits have to be enforced
 here: a declared Content-Length over the limit is refused before a byte of the body
-is read; a chunked body is cut off as soon as it passes the limit. The body read
+is read; a chunked body is cut off as soon as it passes the limit (after either 413,
+what the client still sends is discarded for a moment: see `_answer`). The body read
 here is handed on to the app (`scope["relay.body"]`) and replayed through `receive`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 MAX_HEADER_COUNT = 100
 MAX_HEADER_BYTES = 64 * 1024
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 BodyLimit = Callable[[Scope], Awaitable[int]]
 
 
-async def _answer(send: Callable, status: int, detail: str, extra: list | None = None) -> None:
+async def _answer(send: Callable, status: int, detail: str,
+                  receive: Callable | None = None) -> None:
+    """Send a complete JSON answer; with `receive`, discard what the client still sends
+    (bounded) before the server closes the connection.
+
+    Closing a socket with unread input makes the kernel send a reset, and a client that
+    writes its whole body before reading (httpx, many webhook senders) then sees
+    "connection reset" instead of the 413. Discarding briefly, as nginx's lingering close
+    does, lets it read the answer. The body is never kept.
+    """
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": receive is not None})
+    if receive is not None:
+        await _discard_rest(receive)
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _discard_rest(receive: Callable) -> None:
+    discarded = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while discarded <= LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                discarded += len(message.get("body", b""))
+    except TimeoutError:
+        return
 
 
 def headers_too_large(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -49,14 +78,16 @@ class RequestLimits:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1009})
                 return
-            return await _answer(send, 431, f"request header fields too large: {problem}")
+            return await _answer(send, 431, f"request header fields too large: {problem}",
+                                 receive)
         if scope["type"] == "websocket":
             return await self.app(scope, receive, send)
 
         limit = await self.body_limit(scope)
         declared = _content_length(scope["headers"])
         if declared is not None and declared > limit:
-            return await _answer(send, 413, f"body larger than the limit of {limit} bytes")
+            return await _answer(send, 413, f"body larger than the limit of {limit} bytes",
+                                 receive)
 
         chunks: list[bytes] = []
         size = 0
@@ -67,7 +98,9 @@ class RequestLimits:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return await _answer(send, 413, f"body larger than the limit of {limit} bytes")
+                more = receive if message.get("more_body", False) else None
+                return await _answer(send, 413, f"body larger than the limit of {limit} bytes",
+                                     more)
             if chunk:
                 chunks.append(chunk)
             if not message.get("more_body", False):
