@@ -6,8 +6,10 @@ Other modules read `django.conf.settings.RELAY_*`; tests override them with
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +69,8 @@ def parse_retry_schedule(text: str) -> list[float]:
 
 
 RELAY_ENV = _env("RELAY_ENV", "development")
+if RELAY_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"RELAY_ENV={RELAY_ENV!r}: use development or production")
 RELAY_DATA_DIR = Path(_env("RELAY_DATA_DIR", str(Path.cwd() / ".relay"))).resolve()
 RELAY_DATABASE_URL = _env("RELAY_DATABASE_URL")
 RELAY_DATABASE_POOL_SIZE = _env_int("RELAY_DATABASE_POOL_SIZE", 10)
@@ -75,11 +79,24 @@ RELAY_MAX_BODY_BYTES = _env_int("RELAY_MAX_BODY_BYTES", 1024 * 1024)
 RELAY_DELIVERY_TIMEOUT = _env_float("RELAY_DELIVERY_TIMEOUT", 15.0)
 RELAY_DISPATCH_CONCURRENCY = _env_int("RELAY_DISPATCH_CONCURRENCY", 200)
 RELAY_TARGET_ALLOWLIST = _env_list("RELAY_TARGET_ALLOWLIST")
+RELAY_LEASE_SECONDS = _env_float("RELAY_LEASE_SECONDS", 30.0)
+"""A claimed delivery's lease lasts its endpoint's timeout plus this margin; after that a
+dead dispatcher's deliveries are claimable again."""
+RELAY_SHUTDOWN_GRACE = _env_float("RELAY_SHUTDOWN_GRACE", 10.0)
+"""On SIGTERM, how long deliveries in flight may take to finish before they are handed back."""
 RELAY_PUBLIC_URL = (_env("RELAY_PUBLIC_URL") or "").rstrip("/") or None
 RELAY_DEDUP_WINDOW = _env_float("RELAY_DEDUP_WINDOW", 24 * 3600.0)
 RELAY_RETENTION_DAYS = _env_int("RELAY_RETENTION_DAYS", 30)
 RELAY_LOG_FORMAT = _env("RELAY_LOG_FORMAT", "text")
 RELAY_METRICS_PUBLIC = _env_bool("RELAY_METRICS_PUBLIC", False)
+RELAY_METRICS_DIR = Path(_env("RELAY_METRICS_DIR") or Path(tempfile.gettempdir()) / (
+    "relay-metrics-" + hashlib.sha256(str(RELAY_DATA_DIR).encode()).hexdigest()[:12]
+)).resolve()
+"""Where each process writes its metric files (one directory per deployment on a machine)."""
+RELAY_CIRCUIT_COOLDOWN = "dispatch.retry.CIRCUIT_COOLDOWN_SECONDS"
+"""Where /metrics finds the dispatcher's circuit cool-down (relay/ imports no app code)."""
+RELAY_REQUEST_LOG = _env_bool("RELAY_REQUEST_LOG", True)
+RELAY_TRUST_X_FORWARDED_PROTO = _env_bool("RELAY_TRUST_X_FORWARDED_PROTO", False)
 RELAY_SOURCE_CACHE_SECONDS = _env_float("RELAY_SOURCE_CACHE_SECONDS", 2.0)
 try:
     RELAY_RETRY_SCHEDULE = parse_retry_schedule(
@@ -119,11 +136,19 @@ ALLOWED_HOSTS = _env_list("RELAY_ALLOWED_HOSTS", "" if RELAY_ENV == "production"
 
 if RELAY_ENV == "production":
     if DEBUG:
-        raise ImproperlyConfigured("RELAY_DEBUG must be off when RELAY_ENV=production.")
+        raise ImproperlyConfigured(
+            "RELAY_DEBUG must be off when RELAY_ENV=production: unset it or set RELAY_DEBUG=false "
+            "(debug pages show settings and request data)."
+        )
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured(
             "RELAY_ALLOWED_HOSTS is required when RELAY_ENV=production: set it to the host "
             "names Relay is reached by, comma-separated (relay.example.com)."
+        )
+    if len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "RELAY_SECRET_KEY is too short for RELAY_ENV=production: use at least 32 random "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
         )
 
 INSTALLED_APPS = [
@@ -164,10 +189,19 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 FILE_UPLOAD_MAX_MEMORY_SIZE = max(RELAY_MAX_BODY_BYTES, 2_621_440)
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a reverse proxy, prefer uvicorn's `--proxy-headers --forwarded-allow-ips=<proxy>`:
+# it takes the scheme and client address from X-Forwarded-* only when the proxy sent them.
+# RELAY_TRUST_X_FORWARDED_PROTO makes Django trust X-Forwarded-Proto from anyone: turn it
+# on only when every request reaches Relay through a proxy that sets that header itself.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if RELAY_TRUST_X_FORWARDED_PROTO else None
+)
 USE_X_FORWARDED_HOST = _env_bool("RELAY_USE_X_FORWARDED_HOST", False)
 SESSION_COOKIE_SECURE = RELAY_ENV == "production"
 CSRF_COOKIE_SECURE = RELAY_ENV == "production"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 
 if RELAY_REDIS_URL:
@@ -194,5 +228,12 @@ LOGGING = {
         "tortoise": {"level": "WARNING"},
         "asyncio": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # 4xx/5xx are already in relay.request's one line per request; Django's own lines
+        # for 4xx would repeat them. Server errors (with their traceback) are kept.
+        "django.request": {"level": "ERROR"},
+        # uvicorn's access line would carry the query string (tokens): relay.request replaces it.
+        "uvicorn": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -1,0 +1,226 @@
+"""Ingest throughput while the retention purge runs, against a large expired backlog.
+
+    .venv/bin/python bench/purge.py [--events 10000000] [--duration 20] [--connections 32]
+                                    [--batch-size 5000] [--pause 0]
+
+Starts a throwaway PostgreSQL 16 (fsync on) and Relay under uvicorn (1 worker, uvloop,
+httptools) on 127.0.0.1, fills the database with `--events` events received 60 days ago,
+each with one succeeded delivery and one attempt (SQL `generate_series`, progress shown),
+then measures signed 1 KB `POST /in/<slug>` at a fixed concurrency twice: without a purge,
+and while `manage.py purge` deletes the backlog. Prints both rates, the ratio (target
+≥ 0.9), the purge's own rate, and checks that every 2xx answer is a stored event and that
+the purge removed exactly the backlog. Exits 1 on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import PYTHON, ROOT, BenchError, Postgres, Server, run_loadgen  # noqa: E402
+from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, manage, relay_env, webhook_body  # noqa: E402
+
+TARGET_RATIO = 0.9
+SEED_CHUNK = 500_000
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def seed(pg: Postgres, events: int) -> None:
+    """`events` expired events with one succeeded delivery and one attempt each."""
+    say(f"Seeding {events:,} expired events (+ as many deliveries and attempts) ...")
+    started = time.monotonic()
+    # Secondary indexes are dropped while seeding and built again after: much faster.
+    indexes = [line.split("|", 1) for line in pg.psql(
+        "SELECT indexname || '|' || indexdef FROM pg_indexes WHERE tablename IN"
+        " ('event', 'delivery', 'attempt') AND indexname NOT LIKE '%pkey'").splitlines()]
+    for name, _ in indexes:
+        pg.psql(f"DROP INDEX {name}")
+    for first in range(1, events + 1, SEED_CHUNK):
+        last = min(events, first + SEED_CHUNK - 1)
+        pg.psql(f"""
+            SET synchronous_commit = off;
+            INSERT INTO event (id, source_id, source_slug, event_type, received_at, method,
+                               query, headers, content_type, size, body, routed_at)
+            SELECT 'evt_0' || lpad(g::text, 25, '0'), 'src_old', 'old', 'order.created',
+                   now() - interval '60 days' + g * interval '1 ms', 'POST', '', '{{}}',
+                   'application/json', 64, convert_to(repeat('x', 64), 'UTF8'),
+                   now() - interval '60 days'
+            FROM generate_series({first}, {last}) AS g;
+            INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, created_at,
+                                  completed_at, last_status_code)
+            SELECT 'dlv_0' || lpad(g::text, 25, '0'), 'evt_0' || lpad(g::text, 25, '0'),
+                   'ep_old', 'succeeded', 1, now() - interval '60 days',
+                   now() - interval '60 days', 204
+            FROM generate_series({first}, {last}) AS g;
+            INSERT INTO attempt (id, delivery_id, endpoint_id, number, started_at, duration_ms,
+                                 status_code, request_headers, response_headers, response_body)
+            SELECT 'att_0' || lpad(g::text, 25, '0'), 'dlv_0' || lpad(g::text, 25, '0'),
+                   'ep_old', 1, now() - interval '60 days', 12.5, 204, '{{}}', '{{}}', ''
+            FROM generate_series({first}, {last}) AS g;
+        """)
+        elapsed = time.monotonic() - started
+        say(f"  {last:,} / {events:,} ({last / elapsed:,.0f} events/s)")
+    say(f"  building {len(indexes)} indexes again ...")
+    for _, definition in indexes:
+        pg.psql(f"SET maintenance_work_mem = '512MB'; {definition}")
+    say("  VACUUM ANALYZE ...")
+    for table in ("event", "delivery", "attempt"):
+        pg.psql(f"VACUUM ANALYZE {table}")
+    say(f"  seeded in {time.monotonic() - started:.0f} s; database size "
+        f"{pg.psql('SELECT pg_size_pretty(pg_database_size(current_database()))')}")
+
+
+def measure(label: str, relay: Server, pg: Postgres, args: argparse.Namespace,
+            headers: dict[str, str], body: bytes, workdir: Path) -> dict[str, Any]:
+    say(f"  {label}: {args.warmup:g} s warm-up + {args.duration:g} s measured, "
+        f"{args.connections} connections")
+    before = int(pg.psql("SELECT count(*) FROM event WHERE source_slug = 'bench'"))
+    result = run_loadgen({
+        "label": label, "host": "127.0.0.1", "port": relay.port, "path": f"/in/{SOURCE_SLUG}",
+        "headers": headers, "body_hex": body.hex(), "connections": args.connections,
+        "warmup": args.warmup, "duration": args.duration,
+        "watch": {"server": relay.process.pid, "postgres": pg.postmaster_pid()},
+    }, workdir)
+    relay.check_alive()
+    result["rows"] = int(pg.psql("SELECT count(*) FROM event WHERE source_slug = 'bench'")) - before
+    say(f"  {label}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms")
+    return result
+
+
+def problems_of(result: dict[str, Any]) -> list[str]:
+    problems = []
+    non_2xx = {code: n for code, n in result["statuses"].items() if not code.startswith("2")}
+    if non_2xx:
+        problems.append(f"{result['label']}: non-2xx answers {non_2xx}")
+    if result["error_count"]:
+        problems.append(f"{result['label']}: {result['error_count']} connection errors")
+    if result["rows"] != result["answered_2xx"]:
+        problems.append(f"{result['label']}: {result['answered_2xx']} answered 2xx but "
+                        f"{result['rows']} rows stored")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000, help="expired events (10M)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds (20)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
+    parser.add_argument("--batch-size", type=int, default=5000, help="purge batch size (5000)")
+    parser.add_argument("--pause", type=float, default=0.0, help="purge --pause (0)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-purge-"))
+    pg = Postgres()
+    relay: Server | None = None
+    purge: subprocess.Popen | None = None
+    problems: list[str] = []
+    try:
+        say("Starting PostgreSQL (fsync on, synchronous_commit on) ...")
+        pg.start()
+        env = relay_env(pg.url, workdir / "relay-data", 10)
+        env["RELAY_METRICS_DIR"] = str(workdir / "metrics")
+        env["RELAY_REQUEST_LOG"] = "false"
+        manage(env, "migrate")
+        token = manage(env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+        seed(pg, args.events)
+
+        relay = Server("relay", "relay.asgi:application", env, workdir)
+        relay.start()
+        secret = secrets.token_hex(32)
+        create_source(relay, token, secret)
+        body = webhook_body()
+        headers = {"Content-Type": "application/json", "User-Agent": "relay-bench/1",
+                   SIGNATURE_HEADER: hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+        pg.psql("CHECKPOINT")
+
+        say("Ingest without a purge:")
+        quiet = measure("quiet", relay, pg, args, headers, body, workdir)
+
+        say(f"Ingest while `manage.py purge --batch-size {args.batch_size} --pause {args.pause:g}`"
+            " deletes the backlog:")
+        purge_log = workdir / "purge.log"
+        purge = subprocess.Popen(
+            [PYTHON, "manage.py", "purge", "--batch-size", str(args.batch_size),
+             "--pause", str(args.pause)],
+            cwd=ROOT, env=env, stdout=open(purge_log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        purge_started = time.monotonic()
+        time.sleep(2)  # past Django's start-up: the purge is deleting when the window opens
+        busy = measure("purging", relay, pg, args, headers, body, workdir)
+        purge_running = purge.poll() is None
+        remaining = int(pg.psql("SELECT count(*) FROM event WHERE source_slug = 'old'"))
+        deleted_in_window = args.events - remaining
+        say(f"  the purge had removed {deleted_in_window:,} events by the end of the window"
+            f"{'' if purge_running else ' and had finished: the window was not all under purge'}")
+        say("Waiting for the purge to finish ...")
+        purge.wait()
+        purge_seconds = time.monotonic() - purge_started
+        tail = purge_log.read_text().strip().splitlines()
+        if purge.returncode != 0:
+            raise BenchError("the purge failed:\n" + "\n".join(tail[-20:]))
+        say(f"  {tail[-1]}")
+        say("Ingest without a purge again (the machine's other load drifts: the baseline is the "
+            "mean of both quiet runs):")
+        after = measure("quiet2", relay, pg, args, headers, body, workdir)
+        left = pg.psql("SELECT (SELECT count(*) FROM event WHERE source_slug = 'old'),"
+                       " (SELECT count(*) FROM delivery), (SELECT count(*) FROM attempt)")
+        if left.split("|") != ["0", "0", "0"]:
+            problems.append(f"after the purge: old events, deliveries, attempts = {left}")
+        for result in (quiet, busy, after):
+            problems += problems_of(result)
+        if not purge_running:
+            problems.append("the purge ended inside the measured window: use more --events")
+
+        baseline = (quiet["rps"] + after["rps"]) / 2
+        ratio = busy["rps"] / baseline if baseline else 0.0
+        say()
+        say(f"Ingest with {args.events:,} expired events, {args.connections} connections, "
+            f"{args.duration:g} s measured, 1 uvicorn worker, fsync on; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        for result in (quiet, after):
+            say(f"  without purge: {result['rps']:8,.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
+                f"p99 {result['p99_ms']:.1f} ms")
+        say(f"  while purging: {busy['rps']:8,.0f} req/s  p50 {busy['p50_ms']:.1f} ms  "
+            f"p99 {busy['p99_ms']:.1f} ms")
+        say(f"  ratio: {ratio:.2f} of the mean quiet rate (target ≥ {TARGET_RATIO})")
+        say(f"  purge: {args.events:,} events (+ deliveries, attempts) in {purge_seconds:.0f} s, "
+            f"{args.events / purge_seconds:,.0f} events/s while under load part of the time")
+        say("  every 2xx answer is a stored event: "
+            + ("yes" if all(r["rows"] == r["answered_2xx"] for r in (quiet, busy, after))
+               else "NO"))
+        if problems:
+            for problem in problems:
+                say(f"ERROR {problem}")
+            return 1
+        return 0
+    except BenchError as error:
+        say(f"ERROR {error}")
+        return 1
+    finally:
+        if purge is not None and purge.poll() is None:
+            purge.kill()
+            purge.wait()
+        if relay is not None:
+            relay.stop()
+        pg.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from relay.commands import run_with_database
+from relay.retention import DEFAULT_BATCH_SIZE, describe, purge_expired
+
+
+class Command(BaseCommand):
+    help = ("Delete events (with their deliveries and attempts) older than the retention "
+            "(RELAY_RETENTION_DAYS) whose deliveries are all final, and refused requests "
+            "older than 7 days. Safe to run while Relay runs.")
+    requires_system_checks: list = []
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--days", type=int, default=None,
+                            help=f"keep this many days (default RELAY_RETENTION_DAYS, now "
+                                 f"{settings.RELAY_RETENTION_DAYS})")
+        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                            help="rows per transaction (default %(default)s)")
+        parser.add_argument("--pause", type=float, default=0.0,
+                            help="seconds to sleep between batches (default 0)")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="count what would be removed; delete nothing")
+
+    def handle(self, *args, **options) -> None:
+        say = self.stdout.write
+
+        async def work() -> dict:
+            return await purge_expired(
+                days=options["days"], batch_size=options["batch_size"],
+                dry_run=options["dry_run"], say=lambda line: (say(line), self.stdout.flush()),
+                pause_seconds=options["pause"],
+            )
+
+        try:
+            report = run_with_database(work)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        say(describe(report))
