@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
+import ssl
 import tempfile
 
 import pytest
@@ -18,7 +20,9 @@ _PG_PORT = free_port()
 os.environ["RELAY_DATABASE_URL"] = os.environ.get(
     "RELAY_TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_PG_PORT}/relay_test"
 )
-os.environ.setdefault("RELAY_DATA_DIR", tempfile.mkdtemp(prefix="relay-test-data-"))
+_DATA_DIR = tempfile.mkdtemp(prefix="relay-test-data-")
+os.environ.setdefault("RELAY_DATA_DIR", _DATA_DIR)
+os.environ.setdefault("RELAY_METRICS_DIR", os.path.join(_DATA_DIR, "metrics"))
 os.environ.setdefault("RELAY_SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("RELAY_TARGET_ALLOWLIST", "127.0.0.1")
 os.environ.setdefault("RELAY_RETRY_SCHEDULE", "0.2,0.4,0.8")
@@ -58,6 +62,10 @@ def _guarded(real):
 
 socket.socket.connect = _guarded(_real_connect)
 socket.socket.connect_ex = _guarded(_real_connect_ex)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -111,14 +119,14 @@ async def db(database):
     """An empty database for this test."""
     from tortoise import connections
 
-    await connections.get("default").execute_script(
-        f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"
-    )
     from hooks import sources
-
-    sources._cache.clear()
     from hooks.store import rejection_log
 
+    # DELETE, not TRUNCATE: TRUNCATE makes and fsyncs new files for every table (~120 ms).
+    await connections.get("default").execute_script(
+        "; ".join(f"DELETE FROM {table}" for table in TABLES)
+    )
+    sources._cache.clear()
     rejection_log._counts.clear()
     yield
 
@@ -148,11 +156,15 @@ async def relay_server(database):
     await task
 
 
+_SSL_CONTEXT = ssl.create_default_context()
+"""One for every client: httpx builds one per client (~90 ms) though tests speak plain HTTP."""
+
+
 @pytest.fixture
 async def client(relay_server, db):
     import httpx
 
-    async with httpx.AsyncClient(base_url=relay_server, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=relay_server, timeout=10, verify=_SSL_CONTEXT) as http:
         yield http
 
 
