@@ -32,6 +32,8 @@ from dispatch.retry import (
 from dispatch.sender import AttemptResult
 from relay.bus import publish
 from relay.ids import new_id
+from relay.logs import log_attempt
+from relay.metrics import record_attempt, record_delivery_final
 
 log = logging.getLogger("relay.dispatch")
 
@@ -264,14 +266,32 @@ class SettleWriter:
         )
 
     def _publish(self, batch: list[Settlement], disabled: dict[str, str]) -> None:
+        """Tell the live bus, the metrics and the attempt log what was written."""
         for item in batch:
             message = delivery_message(item)
             publish({"type": "delivery.attempted", "delivery": message})
+            _record(item)
             if item.applied and item.status in ("succeeded", "failed"):
                 publish({"type": f"delivery.{item.status}", "delivery": message})
+                record_delivery_final(item.job.endpoint_id, item.status)
         for endpoint_id, reason in disabled.items():
             publish({"type": "endpoint.disabled",
                      "endpoint": {"id": endpoint_id, "disabled_reason": reason}})
+
+
+def _record(item: Settlement) -> None:
+    result = item.result
+    if result.error is not None:
+        outcome = result.error
+    else:
+        outcome = "success" if item.success else "http_error"
+    record_attempt(item.job.endpoint_id, outcome, result.duration_ms / 1000)
+    log_attempt(
+        delivery_id=item.job.id, event_id=item.job.event_id, endpoint_id=item.job.endpoint_id,
+        attempt=item.job.attempt, status_code=result.status_code, error=result.error,
+        duration_ms=result.duration_ms, outcome="gone" if item.gone else item.status,
+        next_attempt_at=item.next_attempt_at if item.applied else None,
+    )
 
 
 def delivery_message(item: Settlement) -> dict[str, Any]:

@@ -144,6 +144,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A pooled connection the server dropped mid-operation (seen while PostgreSQL shuts
+    # down): asyncpg refuses to start the next statement on it, before sending anything.
+    asyncpg.InternalClientError,
 )
 
 
