@@ -54,6 +54,8 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 
+from relay.exchange import StatusWatch  # noqa: E402
+
 INGEST_RESULTS = ("accepted", "duplicate", "rejected", "not_found", "too_large",
                   "unavailable", "method_not_allowed", "error")
 UNKNOWN_SOURCE = "_unknown"
@@ -144,19 +146,12 @@ class IngestMetrics:
         if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        status = 500
-
-        async def observed_send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send, status=500)
         try:
-            await self.app(scope, receive, observed_send)
+            await self.app(scope, receive, watch)
         finally:
             slug = scope["path"][len(self.prefix):].strip("/")
-            record_ingest(slug, status, time.perf_counter() - started)
+            record_ingest(slug, watch.status, time.perf_counter() - started)
 
 
 # --- Database-derived gauges, read at scrape time ------------------------------------------

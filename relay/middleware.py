@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from relay.database import is_database_unavailable
+from relay.exchange import StatusWatch
 
 log = logging.getLogger("relay.request")
 
@@ -41,23 +42,16 @@ class RequestLog:
         if scope["type"] != "http" or not settings.RELAY_REQUEST_LOG:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        status = 0
-
-        async def observed_send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, observed_send)
+            await self.app(scope, receive, watch)
         except BaseException:
-            status = status or 500
+            watch.status = watch.status or 500
             raise
         finally:
-            level = logging.WARNING if status >= 500 else logging.INFO
+            level = logging.WARNING if watch.status >= 500 else logging.INFO
             if log.isEnabledFor(level):
-                _log_request(level, scope, status, time.perf_counter() - started)
+                _log_request(level, scope, watch.status, time.perf_counter() - started)
 
 
 def _log_request(level: int, scope: dict[str, Any], status: int, seconds: float) -> None:
