@@ -9,11 +9,11 @@ import contextlib
 import json
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.dispatch.conftest import sink  # noqa: F401 - the subscriber endpoint fixture
 from tests.servers import free_port, wait_until
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -135,47 +135,6 @@ async def redis_layer(redis_server):
 
 
 # --- a subscriber and a dispatcher ----------------------------------------------------------------
-
-
-class Sink:
-    """A subscriber endpoint on 127.0.0.1 that answers 200 and records delivery ids."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.deliveries: list[tuple[str, float]] = []
-        self._runner = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    async def _handle(self, request):
-        from aiohttp import web
-
-        await request.read()
-        self.deliveries.append((request.headers.get("x-relay-delivery-id", ""), time.time()))
-        return web.Response(status=200, text="ok")
-
-    async def start(self) -> Sink:
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@pytest.fixture
-async def sink():
-    server = await Sink().start()
-    yield server
-    await server.stop()
 
 
 def dispatch_api_missing() -> str | None:

@@ -70,7 +70,7 @@ async def test_an_admin_sees_a_webhook_arrive_inspects_and_replays_it(
         open_dashboard):
     await make_source(client, admin, "shop", name="Shop")
     created = await client.post("/api/v1/endpoints", headers=admin,
-                                json={"url": sink.url, "description": "Orders service"})
+                                json={"url": sink.url(), "description": "Orders service"})
     assert created.status_code == 201, created.text
     page, console = await open_dashboard(admin_token, viewport={"width": 1280, "height": 900})
     await page.wait_for_selector("#endpoints tr[data-endpoint]")
@@ -96,7 +96,8 @@ async def test_an_admin_sees_a_webhook_arrive_inspects_and_replays_it(
         0, timeout=10000)
     await expect(page.locator(
         f'#feed .feed-row[data-type="delivery.succeeded"][data-event="{event_id}"]')).to_have_count(2)
-    assert len(sink.deliveries) == 2 and sink.deliveries[0][0] != sink.deliveries[1][0]
+    delivered = sink.received()
+    assert len(delivered) == 2 and delivered[0].delivery_id != delivered[1].delivery_id
     stray = await page.locator("#inspector-body").evaluate(
         "body => [...body.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent)")
     assert stray == [], f"stray text in the inspector: {stray}"
@@ -153,6 +154,7 @@ async def test_the_sources_page_lists_refused_requests_with_their_reason(
     page, console = await open_dashboard(admin_token)
     await page.goto(f"{relay_server}/dashboard/sources")
     await page.wait_for_selector("[data-source=bank] .rejected")
+    await page.wait_for_selector("#connection[data-state=live]", timeout=5000)
     refused = await client.post("/in/bank", content=b"{}", headers={"x-token": "wrong"})
     assert refused.status_code == 401
     await page.wait_for_selector("[data-source=bank] table.rejected tbody tr", timeout=5000)
