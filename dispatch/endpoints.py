@@ -120,6 +120,8 @@ class Targets:
 
     def __init__(self) -> None:
         self._by_id: dict[str, Target] = {}
+        self.smallest_max_in_flight = 0
+        """The smallest `max_in_flight` of the endpoints loaded so far (0: none yet)."""
 
     def get(self, endpoint_id: str) -> Target | None:
         return self._by_id.get(endpoint_id)
@@ -134,6 +136,7 @@ class Targets:
             return
         for row in await connection.fetch(self._LOAD, stale):
             self._by_id[row["id"]] = target_from_row(row)
+        self.smallest_max_in_flight = min(t.max_in_flight for t in self._by_id.values())
 
 
 def utcnow() -> datetime:

@@ -2,9 +2,11 @@
 time and at most `rate_limit_per_second` (a token bucket holding a tenth of a second's
 worth, at least one: requests are paced evenly, not sent in bursts of a second's worth).
 
-Admission happens when deliveries are claimed, not while they wait to be sent: a
-delivery the gate refuses goes straight back to the queue and its endpoint is left out
-of the next claim, so one slow or throttled endpoint never holds the process's slots.
+Admission happens when deliveries are claimed, not while they wait to be sent: the claim
+takes at most what each endpoint's gate would admit (`allowances`; an endpoint without a
+gate yet at most its `max_in_flight`), a delivery the gate still refuses goes straight
+back to the queue, and an endpoint that can take nothing is left out of the next claim,
+so one slow or throttled endpoint never holds the process's slots.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class Gate:
     def release(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
+    def allowance(self, now: float) -> int:
+        """How many more requests it would admit right now (tokens are not taken)."""
+        free = self.max_in_flight - self.in_flight
+        if free <= 0:
+            return 0
+        self._refill(now)
+        return free if self.rate is None else min(free, int(self.tokens))
+
     def ready_at(self, now: float) -> float:
         """When this gate could admit again: now, a time in the future (waiting for a
         token), or infinity (waiting for a request in flight to finish)."""
@@ -76,6 +86,12 @@ class Gates:
             gate.release()
             if gate.in_flight == 0 and gate.rate is None:
                 del self._gates[endpoint_id]
+
+    def allowances(self, now: float, below: int) -> dict[str, int]:
+        """Endpoint → requests its gate would admit now, for the gates that would admit
+        fewer than `below` (the others do not limit a claim of `below` rows)."""
+        allowed = {endpoint_id: gate.allowance(now) for endpoint_id, gate in self._gates.items()}
+        return {endpoint_id: n for endpoint_id, n in allowed.items() if n < below}
 
     def blocked(self, now: float) -> list[str]:
         """Endpoints that cannot take another request now: leave them out of the claim."""

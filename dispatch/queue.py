@@ -13,7 +13,7 @@ then the deliveries: the same order everywhere, so they cannot deadlock each oth
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,15 +38,7 @@ async def notify_due(connection: asyncpg.Connection) -> None:
 
 # --- claim ---------------------------------------------------------------------------------
 
-_CLAIM = """
-WITH due AS (
-    SELECT id FROM delivery
-    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
-      AND NOT (endpoint_id = ANY($3::text[]))
-    ORDER BY next_attempt_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
+_LEASE_AND_READ = """, claimed AS (
     UPDATE delivery d
     SET status = 'delivering', lease_owner = $1,
         lease_expires_at = now() + make_interval(secs => coalesce(
@@ -65,6 +57,47 @@ FROM claimed c
 LEFT JOIN endpoint e ON e.id = c.endpoint_id
 LEFT JOIN event ev ON ev.id = c.event_id
 """
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM delivery
+    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+      AND NOT (endpoint_id = ANY($3::text[]))
+    ORDER BY next_attempt_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)""" + _LEASE_AND_READ  # noqa: S608 - constant SQL text
+
+_CLAIM_WITHIN_ALLOWANCES = """
+WITH candidate AS (
+    SELECT id, endpoint_id, next_attempt_at FROM delivery
+    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+      AND NOT (endpoint_id = ANY($3::text[]))
+    ORDER BY next_attempt_at
+    LIMIT $6
+), ranked AS (
+    SELECT c.id, c.next_attempt_at,
+           row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id)
+               AS rank,
+           coalesce(a.allowance, least(greatest(e.max_in_flight, 1), $2)) AS allowance
+    FROM candidate c
+    LEFT JOIN unnest($7::text[], $8::int[]) AS a(endpoint_id, allowance)
+           ON a.endpoint_id = c.endpoint_id
+    LEFT JOIN endpoint e ON e.id = c.endpoint_id
+), due AS (
+    SELECT d.id FROM delivery d
+    WHERE d.id IN (SELECT id FROM ranked WHERE rank <= allowance
+                   ORDER BY next_attempt_at LIMIT $2)
+      AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now()
+    FOR UPDATE OF d SKIP LOCKED
+)""" + _LEASE_AND_READ  # noqa: S608 - constant SQL text
+"""The claim when some endpoints can take fewer than `limit` rows: the oldest
+`limit * CLAIM_SCAN_FACTOR` due deliveries are looked at (read, not locked), and of each
+endpoint's at most its allowance (given, else its `max_in_flight`) is locked and leased,
+so a claim does not lease rows the endpoint's gate would only hand back."""
+
+CLAIM_SCAN_FACTOR = 2
+"""A claim within allowances looks at this many times `limit` due deliveries."""
 
 
 @dataclass(slots=True)
@@ -94,13 +127,23 @@ class Claimed:
 
 async def claim(connection: asyncpg.Connection, owner: str, limit: int,
                 exclude: Sequence[str], default_timeout: float,
-                lease_margin: float) -> list[Claimed]:
+                lease_margin: float,
+                allowances: Mapping[str, int] | None = None) -> list[Claimed]:
     """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints.
 
-    The lease lasts the endpoint's timeout plus `lease_margin` seconds.
+    With `allowances` (endpoint id → rows it may take; an endpoint not in it may take its
+    `max_in_flight`), no endpoint gets more than its allowance, so a claim does not lease
+    rows the endpoint's gate would only hand back. The lease lasts the endpoint's timeout
+    plus `lease_margin` seconds.
     """
-    rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
-                                  lease_margin)
+    if allowances is not None:
+        ids = list(allowances)
+        rows = await connection.fetch(
+            _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
+            lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids])
+    else:
+        rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
+                                      lease_margin)
     return [
         Claimed(
             id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],

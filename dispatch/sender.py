@@ -7,6 +7,7 @@ end is returned as an `AttemptResult`, classified where it arises.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,13 @@ from dispatch.endpoints import Target
 from dispatch.outgoing import outgoing_headers
 from dispatch.queue import Claimed
 from dispatch.signing import signature_header
-from dispatch.ssrf import check_url_target, classify_send_error, describe_send_error
+from dispatch.ssrf import (
+    Allowlist,
+    DeliveryClient,
+    check_url_target,
+    classify_send_error,
+    describe_send_error,
+)
 
 RESPONSE_BODY_LIMIT = 8 * 1024
 
@@ -45,15 +52,28 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
 
 
 async def read_capped(response: httpx.Response, limit: int = RESPONSE_BODY_LIMIT) -> bytes:
-    """At most `limit` bytes of the body; the rest is never read."""
+    """At most `limit` bytes of the body (decoded, as `aiter_bytes` gives it); the rest is
+    never read. Without a Content-Encoding the decoded bytes are the raw bytes: they are
+    read without httpx's decoding layers."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    encoded = "content-encoding" in response.headers
+    async for chunk in (response.aiter_bytes() if encoded else response.aiter_raw()):
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:
             break
     return b"".join(chunks)[:limit]
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_url(url: str) -> httpx.URL:
+    """The endpoint URL parsed once, not at every attempt."""
+    return httpx.URL(url)
+
+
+_check_literal_target = functools.lru_cache(maxsize=4096)(check_url_target)
+"""`check_url_target` remembered for URLs it let through (a refusal raises: never cached)."""
 
 
 def request_headers(job: Claimed, target: Target, now: datetime, version: str) -> dict[str, str]:
@@ -68,18 +88,21 @@ def request_headers(job: Claimed, target: Target, now: datetime, version: str) -
     )
 
 
-async def send(client: httpx.AsyncClient, job: Claimed, target: Target, *, allowlist: list,
-               version: str) -> AttemptResult:
+async def send(client: DeliveryClient, job: Claimed, target: Target, *,
+               allowlist: Allowlist, version: str) -> AttemptResult:
     started_at = datetime.now(UTC)
     headers = request_headers(job, target, started_at, version)
     clock = time.perf_counter()
     result = AttemptResult(started_at=started_at, duration_ms=0.0, request_headers=headers)
     try:
-        check_url_target(target.url, allowlist)
+        _check_literal_target(target.url, tuple(allowlist))
         async with asyncio.timeout(target.timeout):
-            async with client.stream("POST", target.url, content=job.body, headers=headers,
-                                     timeout=target.timeout) as response:
+            response = await client.open_post(parsed_url(target.url), content=job.body,
+                                              headers=headers, timeout=target.timeout)
+            try:
                 body = await read_capped(response)
+            finally:
+                await response.aclose()
         result.status_code = response.status_code
         result.response_headers = response_headers(response.headers)
         result.response_body = body.decode("utf-8", "replace")

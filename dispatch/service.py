@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 from relay import lifecycle
@@ -26,6 +27,19 @@ def run_dispatcher_in_web_process() -> None:
 
     lifecycle.on_startup(start)
     lifecycle.on_shutdown(stop)
+
+
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def quiet_garbage_collector() -> None:
+    """For a long-running dispatcher process, once started: freeze everything loaded so far
+    (Django, the modules, the caches) out of the collector's way and collect young objects
+    less often. With Python's defaults a busy dispatcher spent about a seventh of its CPU
+    in collections that mostly walked those startup objects again and again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

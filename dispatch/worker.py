@@ -1,6 +1,7 @@
 """The dispatcher: claim due deliveries → send them → settle the attempts.
 
-`Dispatcher.run_loop` is the whole engine, top to bottom. Around it run small helpers:
+`Dispatcher.run_loop` is the whole engine, top to bottom (two claim loops, so a claim
+waiting for the database is no gap in sending). Around it run small helpers:
 the router (events → deliveries), the LISTEN connection (wake-ups), the lease sweeper
 (deliveries of a dead dispatcher) and the settle writer (batched writes). Policies are
 imported pure functions; only the edges do I/O.
@@ -19,10 +20,10 @@ import socket
 import time
 from datetime import datetime, timedelta
 
-import httpx
 from django.conf import settings
 
 from dispatch import queue
+from dispatch.address_policy import parse_allowlist
 from dispatch.endpoints import Target, Targets, utcnow
 from dispatch.gates import Gates
 from dispatch.queue import Claimed, PutBack, pooled
@@ -35,11 +36,17 @@ from dispatch.retry import (
 from dispatch.routing import Router
 from dispatch.sender import send
 from dispatch.settle import Settlement, SettleWriter, decide
-from dispatch.ssrf import build_http_client
+from dispatch.ssrf import DeliveryClient, build_http_client
 from dispatch.wakeup import Listener
 from relay.database import EVENT_CHANNEL, connection_params, database_url
+from relay.retention import start_daily_purge
 
 log = logging.getLogger("relay.dispatch")
+
+CLAIMERS = 2
+"""Claims that may wait for the database at once, each for at most half the slots: while
+one waits, the deliveries of the other are being sent, so the database round trip is not
+a gap in sending."""
 
 PROBE_HOLD_SECONDS = 5.0
 """While a half-open circuit's probe is out, the endpoint's other due deliveries wait
@@ -60,7 +67,7 @@ class Dispatcher:
         shutdown_grace: float | None = None,
         circuit_threshold: int = CIRCUIT_FAILURE_THRESHOLD,
         circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
-        client: httpx.AsyncClient | None = None,
+        client: DeliveryClient | None = None,
     ) -> None:
         self.concurrency = concurrency or settings.RELAY_DISPATCH_CONCURRENCY
         self.poll_interval = poll_interval
@@ -68,7 +75,8 @@ class Dispatcher:
         self.shutdown_grace = (settings.RELAY_SHUTDOWN_GRACE if shutdown_grace is None
                                else shutdown_grace)
         self.circuit_cooldown = circuit_cooldown
-        self.allowlist = list(settings.RELAY_TARGET_ALLOWLIST)
+        self.allowlist = tuple(parse_allowlist(settings.RELAY_TARGET_ALLOWLIST))
+        """Parsed once: every send checks its target against it."""
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
@@ -81,6 +89,12 @@ class Dispatcher:
         self.wake = asyncio.Event()
         self.route_wake = asyncio.Event()
         self.in_flight: dict[str, tuple[Claimed, asyncio.Task]] = {}
+        self.claiming = 0
+        """Slots reserved by claims waiting for the database."""
+        self.claim_batch = max(1, math.ceil(self.concurrency / CLAIMERS))
+        """At most this many per claim: when every request finishes at once, two half
+        batches are claimed and the first is sent while the second is on its way."""
+        self.claim_failing = False
         self.probing: dict[str, str] = {}
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
         self.next_due: datetime | None = None
@@ -91,21 +105,27 @@ class Dispatcher:
     # --- the loop ------------------------------------------------------------------------
 
     async def run_loop(self) -> None:
-        failing = False
+        await asyncio.gather(*(self._claim_loop() for _ in range(CLAIMERS)))
+
+    async def _claim_loop(self) -> None:
         while not self.stopping:
             self.wake.clear()
-            free = self.concurrency - len(self.in_flight)
+            free = min(self.concurrency - len(self.in_flight) - self.claiming,
+                       self.claim_batch)
             claimed_all = False
             if free > 0:
+                self.claiming += free
                 try:
                     claimed, jobs = await self.claim(free)
-                    failing = False
+                    self.claim_failing = False
                 except Exception as exc:  # noqa: BLE001 - the database comes back; so do we
-                    if not failing:
+                    if not self.claim_failing:
                         log.warning("dispatcher: cannot claim deliveries (%s); retrying", exc)
-                        failing = True
+                        self.claim_failing = True
+                    self.claiming -= free
                     await self._sleep(min(5.0, self.poll_interval * 2))
                     continue
+                self.claiming -= free
                 for job, target in jobs:
                     self.start_send(job, target)
                 claimed_all = claimed == free
@@ -116,9 +136,13 @@ class Dispatcher:
         """Lease up to `free` due deliveries; returns how many were leased and those to
         send now. The rest went straight back: parked, held by a circuit, over a gate."""
         async with pooled() as connection:
-            exclude = self.gates.blocked(time.monotonic()) + sorted(self.probing)
+            clock = time.monotonic()
+            exclude = self.gates.blocked(clock) + sorted(self.probing)
+            allowances = self.gates.allowances(clock, below=free)
+            constrained = bool(allowances) or 0 < self.targets.smallest_max_in_flight < free
             rows = await queue.claim(connection, self.owner, free, exclude,
-                                     settings.RELAY_DELIVERY_TIMEOUT, self.lease_margin)
+                                     settings.RELAY_DELIVERY_TIMEOUT, self.lease_margin,
+                                     allowances if constrained else None)
             if len(rows) < free:
                 self.next_due = await queue.next_due_at(connection)
             if not rows:
@@ -253,6 +277,7 @@ class Dispatcher:
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
+            start_daily_purge(),
         ]
         self._main = loop.create_task(self.run_loop(), name="dispatch-claim")
 

@@ -4,7 +4,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from dispatch.service import stop_on_signals
+from dispatch.service import quiet_garbage_collector, stop_on_signals
 from relay.bus import bus
 from relay.database import (
     connection_params,
@@ -13,6 +13,17 @@ from relay.database import (
     stop_database,
     wait_for_database,
 )
+
+
+def run_event_loop(main) -> None:
+    """uvloop when installed (it comes with uvicorn[standard], as under `runrelay`): the
+    dispatcher spends most of its CPU in the event loop and the HTTP client."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def describe_database() -> str:
@@ -48,7 +59,7 @@ class Command(BaseCommand):
             say("  live view:    RELAY_REDIS_URL is not set, so the dashboard does not see this "
                 "process's attempts (they are all recorded in the database)")
         self.stdout.flush()
-        asyncio.run(self.run(concurrency))
+        run_event_loop(self.run(concurrency))
         say("Dispatcher stopped.")
 
     async def run(self, concurrency: int) -> None:
@@ -66,6 +77,7 @@ class Command(BaseCommand):
         dispatcher = Dispatcher(concurrency=concurrency)
         try:
             await dispatcher.start()
+            quiet_garbage_collector()
             say(f"Dispatching as {dispatcher.owner}. Press Ctrl-C (or send SIGTERM) to stop.")
             self.stdout.flush()
             await stop.wait()

@@ -1,0 +1,468 @@
+"""What the dispatcher benchmarks share: a throwaway stack on 127.0.0.1 (PostgreSQL with
+Relay's schema, an nginx sink), `manage.py dispatch` processes, seeding due deliveries in
+SQL, and reading the timings back from the attempt records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import PYTHON, ROOT, BenchError, Postgres, Server, free_port, http_json  # noqa: E402
+from ingest import manage, relay_env  # noqa: E402
+
+__all__ = [
+    "drain", "starved", "reset_tables", "start_profiler", "postgres_cpu_seconds", "connect",
+    "PYTHON", "ROOT", "BenchError", "Server", "free_port", "http_json", "Stack", "Nginx",
+    "Dispatcher", "say", "load_average", "percentile", "median", "seed_events",
+    "seed_deliveries", "attempt_window", "wait_for", "BODY_JSON",
+]
+
+BODY_JSON = json.dumps({"type": "bench.dispatch", "pad": "x" * 990}, separators=(",", ":"))
+"""The 1 KB body every benchmark sends (the raw client baselines send the same bytes)."""
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- nginx: the fast subscriber ----------------------------------------------------------------
+
+NGINX_CONFIG = """
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location /fail {{ return 500; }}
+        location / {{ return 204; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """Our own nginx (temp config, 1 worker, no access log): `/…` answers 204, `/fail` 500."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(self.binary).exists():
+            raise BenchError("nginx is not installed (/usr/sbin/nginx)")
+        self.root = Path(tempfile.mkdtemp(prefix="relay-bench-nginx-"))
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        config = self.root / "nginx.conf"
+        config.write_text(NGINX_CONFIG.format(root=self.root, port=self.port))
+        self.process = subprocess.Popen([self.binary, "-c", str(config), "-p", str(self.root)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.process, "nginx", 10)
+
+    def pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        return [self.process.pid,
+                *(child.pid for child in psutil.Process(self.process.pid).children())]
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{name} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds: only the process we started."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --- the stack ---------------------------------------------------------------------------------
+
+
+class Stack:
+    """A throwaway PostgreSQL 16 (fsync on) with Relay's schema migrated, an admin token,
+    and the environment a Relay process needs to use it. `close()` removes everything."""
+
+    def __init__(self, name: str, *, concurrency: int, pool_size: int = 10,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"relay-bench-{name}-"))
+        self.pg = Postgres()
+        self.env = relay_env(self.pg.url, self.workdir / "relay-data", pool_size)
+        self.env.update({
+            "RELAY_TARGET_ALLOWLIST": "127.0.0.1",
+            "RELAY_DISPATCH_CONCURRENCY": str(concurrency),
+            "RELAY_METRICS_DIR": str(self.workdir / "metrics"),
+            "RELAY_REQUEST_LOG": "false",
+            "RELAY_SHUTDOWN_GRACE": "2",
+            **(extra_env or {}),
+        })
+        self.token = ""
+        self._servers: list[Server] = []
+        self._dispatchers: list[Dispatcher] = []
+
+    @property
+    def url(self) -> str:
+        return self.pg.url
+
+    def start(self) -> None:
+        say("Starting PostgreSQL 16 (fsync on, synchronous_commit on) on 127.0.0.1 ...")
+        self.pg.start()
+        say("Migrating Relay's schema ...")
+        manage(self.env, "migrate")
+        self.token = manage(self.env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+
+    def web(self, name: str = "web") -> Server:
+        server = Server(name, "relay.asgi:application", self.env, self.workdir)
+        self._servers.append(server)
+        server.start()
+        return server
+
+    def create_endpoints(self, payloads: list[dict[str, Any]],
+                         web: Server | None = None) -> list[str]:
+        """Through the API, as an integrator would (a short-lived web process if none runs)."""
+        own = web is None
+        server = web or self.web("web-setup")
+        try:
+            ids = []
+            for payload in payloads:
+                status, answer = http_json("POST", f"{server.base}/api/v1/endpoints", payload,
+                                           headers={"Authorization": f"Bearer {self.token}"})
+                if status != 201:
+                    raise BenchError(f"creating an endpoint failed: {status} {answer}")
+                ids.append(answer["id"])
+            return ids
+        finally:
+            if own:
+                server.stop()
+
+    def dispatcher(self, name: str = "dispatch", env: dict[str, str] | None = None) -> Dispatcher:
+        process = Dispatcher(name, {**self.env, **(env or {})}, self.workdir)
+        self._dispatchers.append(process)
+        process.start()
+        return process
+
+    def close(self) -> None:
+        for process in self._dispatchers:
+            process.stop()
+        for server in self._servers:
+            server.stop()
+        self.pg.destroy()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Dispatcher:
+    """`python manage.py dispatch` in its own process; started when it says it dispatches."""
+
+    def __init__(self, name: str, env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log_path = logs / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+        self.rss_samples: list[int] = []
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
+        command = os.environ.get("BENCH_DISPATCH_COMMAND", "manage.py dispatch").split()
+        self.process = subprocess.Popen([PYTHON, *command], cwd=ROOT,
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if b"Dispatching as" in self.log_path.read_bytes():
+                return
+            time.sleep(0.05)
+        raise BenchError(f"{self.name} did not start within {timeout:.0f} s\n{self.log_tail()}")
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise BenchError(f"{self.name} exited with {self.process.returncode}\n"
+                             f"{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def rss(self) -> int:
+        """Resident set size in bytes (sampled into `rss_samples`)."""
+        value = psutil.Process(self.pid).memory_info().rss
+        self.rss_samples.append(value)
+        return value
+
+    def schedstat(self) -> tuple[float, float]:
+        """(seconds on a CPU, seconds runnable but waiting for a CPU) of its main thread:
+        the second is what the machine's other load costs it."""
+        try:
+            fields = Path(f"/proc/{self.pid}/schedstat").read_text().split()
+            return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0, 0.0
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def postgres_cpu_seconds(stack: Stack) -> float:
+    """CPU used so far by the postmaster and every backend."""
+    total = 0.0
+    try:
+        root = psutil.Process(stack.pg.postmaster_pid())
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+# --- seeding -----------------------------------------------------------------------------------
+
+
+def seed_events(prefix: str, first: int, count: int) -> str:
+    """SQL inserting `count` routed events `<prefix><n>` (1 KB JSON body, as ingest stores)."""
+    headers = json.dumps({"content-type": "application/json", "user-agent": "relay-bench/1"})
+    return f"""
+        INSERT INTO event (id, source_slug, event_type, received_at, method, query, headers,
+                           content_type, size, body, routed_at)
+        SELECT '{prefix}' || lpad(g::text, 12, '0'), NULL, 'bench.dispatch', now(), 'POST', '',
+               '{headers}', 'application/json', {len(BODY_JSON)},
+               convert_to('{BODY_JSON}', 'UTF8'), now()
+        FROM generate_series({first}, {first + count - 1}) AS g
+    """
+
+
+def seed_deliveries(prefix: str, first: int, count: int, endpoint_ids: Sequence[str],
+                    event_prefix: str, event_first: int = 1, event_count: int | None = None,
+                    due_spread: str = "1 microsecond") -> str:
+    """SQL inserting `count` pending deliveries, due now, round-robin over `endpoint_ids`,
+    delivery n carrying event `event_first + (n - first) % event_count`, oldest first in
+    the order of n (spread by `due_spread` each)."""
+    endpoints = "ARRAY[" + ",".join(f"'{e}'" for e in endpoint_ids) + "]"
+    event_count = event_count or count
+    return f"""
+        INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
+                              next_attempt_at, created_at)
+        SELECT '{prefix}' || lpad(g::text, 12, '0'),
+               '{event_prefix}' || lpad(({event_first} + (g - {first}) % {event_count})::text,
+                                        12, '0'),
+               ({endpoints})[1 + (g - {first}) % {len(endpoint_ids)}], 'pending', 0, 0,
+               now() - interval '1 day' + (g - {first}) * interval '{due_spread}', now()
+        FROM generate_series({first}, {first + count - 1}) AS g
+    """
+
+
+# --- reading results back ----------------------------------------------------------------------
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url)
+
+
+async def attempt_window(connection: asyncpg.Connection, endpoint_id: str | None = None,
+                         first_n: int | None = None,
+                         after: Any = None) -> tuple[float, int, dict[str, int]]:
+    """(seconds from the first attempt's start to the last (or `first_n`-th) attempt's end,
+    attempts counted, status codes) for one endpoint's (or every) attempt, optionally only
+    those that started after `after`."""
+    where, args = ["true"], []
+    if endpoint_id is not None:
+        args.append(endpoint_id)
+        where.append(f"endpoint_id = ${len(args)}")
+    if after is not None:
+        args.append(after)
+        where.append(f"started_at > ${len(args)}")
+    rows = await connection.fetch(
+        "SELECT extract(epoch FROM started_at) AS start, duration_ms, status_code, error"
+        f" FROM attempt WHERE {' AND '.join(where)}", *args)
+    if not rows:
+        return 0.0, 0, {}
+    ends = sorted(row["start"] + row["duration_ms"] / 1000 for row in rows)
+    count = len(ends) if first_n is None else min(first_n, len(ends))
+    start = min(float(row["start"]) for row in rows)
+    codes: dict[str, int] = {}
+    for row in rows:
+        key = str(row["status_code"] or row["error"])
+        codes[key] = codes.get(key, 0) + 1
+    return float(ends[count - 1]) - start, count, codes
+
+
+async def wait_for(check, *, timeout: float, what: str, progress=None,
+                   interval: float = 0.2, alive=None) -> None:
+    """Poll `check()` (async, returns truthy when done) until done or `timeout` seconds;
+    `progress()` (async, returns a line) is printed every second."""
+    deadline = time.monotonic() + timeout
+    next_line = time.monotonic() + 1.0
+    while True:
+        if alive is not None:
+            alive()
+        if await check():
+            return
+        now = time.monotonic()
+        if now > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if progress is not None and now >= next_line:
+            say(await progress())
+            next_line = now + 1.0
+        await asyncio.sleep(interval)
+
+
+# --- one timed drain ---------------------------------------------------------------------------
+
+
+def start_profiler(pid: int, output: str) -> subprocess.Popen:
+    """py-spy (in the venv) sampling a dispatcher into `output` (raw collapsed stacks)."""
+    return subprocess.Popen(
+        [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "250",
+         "--format", "raw", "--output", output],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def drain(stack: Stack, name: str, *, remaining_sql: str, remaining_args: Sequence = (),
+                total: int, endpoint_ids: Sequence[str], timeout: float,
+                profile: str | None = None, interval: float = 0.05,
+                on_progress=None) -> dict[str, Any]:
+    """Start a dispatcher, wait until `remaining_sql` (a count, cheap: it is polled every
+    `interval` s) is 0, stop it. The time runs from the first attempt to one of
+    `endpoint_ids` (its recorded start) to the poll that saw 0.
+
+    Returns seconds, rate (`total` / seconds), CPU µs per item of the dispatcher and of
+    PostgreSQL, the dispatcher's (on-CPU, waiting-for-CPU) seconds and its largest RSS.
+    """
+    connection = await connect(stack.url)
+    dispatcher = stack.dispatcher(name)
+    profiler = start_profiler(dispatcher.pid, profile) if profile else None
+    try:
+        cpu_before = dispatcher.cpu_seconds(), postgres_cpu_seconds(stack)
+        sched_before = dispatcher.schedstat()
+        remaining = [total]
+        last = [time.monotonic(), total]
+
+        async def done() -> bool:
+            remaining[0] = await connection.fetchval(remaining_sql, *remaining_args)
+            return remaining[0] <= 0
+
+        async def progress() -> str:
+            now = time.monotonic()
+            rate = (last[1] - remaining[0]) / (now - last[0])
+            last[0], last[1] = now, remaining[0]
+            extra = on_progress() if on_progress is not None else ""
+            return (f"    {total - remaining[0]:>9,} / {total:,}  {rate:7,.0f}/s  dispatcher "
+                    f"RSS {dispatcher.rss() / 2**20:.0f} MiB{extra}")
+
+        await wait_for(done, timeout=timeout, what=f"{name} to finish", progress=progress,
+                       interval=interval, alive=dispatcher.check_alive)
+        finished = time.time()
+        dispatcher.rss()
+        cpu_after = dispatcher.cpu_seconds(), postgres_cpu_seconds(stack)
+        sched_after = dispatcher.schedstat()
+        first = await connection.fetchval(
+            "SELECT extract(epoch FROM min(started_at)) FROM attempt"
+            " WHERE endpoint_id = ANY($1::text[])", list(endpoint_ids))
+    finally:
+        await connection.close()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=30)
+        dispatcher.stop()
+    seconds = finished - float(first)
+    return {
+        "seconds": seconds, "rate": total / seconds, "items": total,
+        "dispatcher_us": (cpu_after[0] - cpu_before[0]) / total * 1e6,
+        "postgres_us": (cpu_after[1] - cpu_before[1]) / total * 1e6,
+        "sched": (sched_after[0] - sched_before[0], sched_after[1] - sched_before[1]),
+        "rss_mib": max(dispatcher.rss_samples, default=0) / 2**20,
+        "rss_samples_mib": [value / 2**20 for value in dispatcher.rss_samples],
+    }
+
+
+def starved(result: dict[str, Any]) -> float:
+    """Share of the drain the dispatcher was ready to run but waited for a CPU."""
+    on_cpu, waiting = result["sched"]
+    return waiting / (on_cpu + waiting) if on_cpu + waiting else 0.0
+
+
+def reset_tables(stack: Stack, *, events: bool = True) -> None:
+    """Empty the queue (and the events, unless told not to) and put every endpoint's health
+    back to new."""
+    stack.pg.psql("TRUNCATE delivery, attempt" + (", event" if events else ""))
+    stack.pg.psql("UPDATE endpoint SET circuit_opened_at = NULL, consecutive_failures = 0,"
+                  " circuit_probe_at = NULL, first_failure_at = NULL, last_success_at = NULL")
