@@ -32,7 +32,7 @@ __all__ = [
     "drain", "starved", "reset_tables", "start_profiler", "postgres_cpu_seconds", "connect",
     "PYTHON", "ROOT", "BenchError", "Server", "free_port", "http_json", "Stack", "Nginx",
     "Dispatcher", "say", "load_average", "percentile", "median", "seed_events",
-    "seed_deliveries", "attempt_window", "wait_for", "BODY_JSON",
+    "seed_deliveries", "wait_for", "BODY_JSON",
 ]
 
 BODY_JSON = json.dumps({"type": "bench.dispatch", "pad": "x" * 990}, separators=(",", ":"))
@@ -233,8 +233,7 @@ class Dispatcher:
 
     def start(self, timeout: float = 60.0) -> None:
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
-        command = os.environ.get("BENCH_DISPATCH_COMMAND", "manage.py dispatch").split()
-        self.process = subprocess.Popen([PYTHON, *command], cwd=ROOT,
+        self.process = subprocess.Popen([PYTHON, "manage.py", "dispatch"], cwd=ROOT,
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -335,34 +334,6 @@ def seed_deliveries(prefix: str, first: int, count: int, endpoint_ids: Sequence[
 
 async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url)
-
-
-async def attempt_window(connection: asyncpg.Connection, endpoint_id: str | None = None,
-                         first_n: int | None = None,
-                         after: Any = None) -> tuple[float, int, dict[str, int]]:
-    """(seconds from the first attempt's start to the last (or `first_n`-th) attempt's end,
-    attempts counted, status codes) for one endpoint's (or every) attempt, optionally only
-    those that started after `after`."""
-    where, args = ["true"], []
-    if endpoint_id is not None:
-        args.append(endpoint_id)
-        where.append(f"endpoint_id = ${len(args)}")
-    if after is not None:
-        args.append(after)
-        where.append(f"started_at > ${len(args)}")
-    rows = await connection.fetch(
-        "SELECT extract(epoch FROM started_at) AS start, duration_ms, status_code, error"
-        f" FROM attempt WHERE {' AND '.join(where)}", *args)
-    if not rows:
-        return 0.0, 0, {}
-    ends = sorted(row["start"] + row["duration_ms"] / 1000 for row in rows)
-    count = len(ends) if first_n is None else min(first_n, len(ends))
-    start = min(float(row["start"]) for row in rows)
-    codes: dict[str, int] = {}
-    for row in rows:
-        key = str(row["status_code"] or row["error"])
-        codes[key] = codes.get(key, 0) + 1
-    return float(ends[count - 1]) - start, count, codes
 
 
 async def wait_for(check, *, timeout: float, what: str, progress=None,

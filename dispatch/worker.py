@@ -44,9 +44,7 @@ from relay.retention import start_daily_purge
 log = logging.getLogger("relay.dispatch")
 
 CLAIMERS = 2
-"""Claims that may wait for the database at once, each for at most half the slots: while
-one waits, the deliveries of the other are being sent, so the database round trip is not
-a gap in sending."""
+"""Claims that may wait for the database at once while there is a backlog."""
 
 PROBE_HOLD_SECONDS = 5.0
 """While a half-open circuit's probe is out, the endpoint's other due deliveries wait
@@ -92,8 +90,13 @@ class Dispatcher:
         self.claiming = 0
         """Slots reserved by claims waiting for the database."""
         self.claim_batch = max(1, math.ceil(self.concurrency / CLAIMERS))
-        """At most this many per claim: when every request finishes at once, two half
-        batches are claimed and the first is sent while the second is on its way."""
+        self.backlogged = False
+        """The last claim got all it asked for: more is due than there are slots. Then the
+        claims overlap, each for at most `claim_batch` slots, so the deliveries of one are
+        sent while the other waits for the database; otherwise one claim at a time."""
+        self.missed_wake = False
+        """A claimer woke while the other's claim was out and left the work to it: that
+        one looks again when its claim is back instead of sleeping."""
         self.claim_failing = False
         self.probing: dict[str, str] = {}
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
@@ -110,8 +113,11 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while not self.stopping:
             self.wake.clear()
-            free = min(self.concurrency - len(self.in_flight) - self.claiming,
-                       self.claim_batch)
+            free = self.concurrency - len(self.in_flight) - self.claiming
+            if self.backlogged:
+                free = min(free, self.claim_batch)
+            elif self.claiming:
+                free = 0
             claimed_all = False
             if free > 0:
                 self.claiming += free
@@ -128,7 +134,12 @@ class Dispatcher:
                 self.claiming -= free
                 for job, target in jobs:
                     self.start_send(job, target)
-                claimed_all = claimed == free
+                claimed_all = self.backlogged = claimed == free
+                if self.missed_wake:
+                    self.missed_wake = False
+                    claimed_all = True
+            elif self.claiming:
+                self.missed_wake = True
             if not claimed_all:
                 await self._sleep(self._until_next_work())
 
