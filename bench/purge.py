@@ -1,15 +1,18 @@
 """Ingest throughput while the retention purge runs, against a large expired backlog.
 
     .venv/bin/python bench/purge.py [--events 10000000] [--duration 20] [--connections 32]
-                                    [--batch-size 5000] [--pause 0]
+                                    [--batch-size 5000] [--share 0.2] [--finish]
 
 Starts a throwaway PostgreSQL 16 (fsync on) and Relay under uvicorn (1 worker, uvloop,
 httptools) on 127.0.0.1, fills the database with `--events` events received 60 days ago,
 each with one succeeded delivery and one attempt (SQL `generate_series`, progress shown),
 then measures signed 1 KB `POST /in/<slug>` at a fixed concurrency twice: without a purge,
 and while `manage.py purge` deletes the backlog. Prints both rates, the ratio (target
-≥ 0.9), the purge's own rate, and checks that every 2xx answer is a stored event and that
-the purge removed exactly the backlog. Exits 1 on any error.
+≥ 0.9), the purge's own rate, and checks that every 2xx answer is a stored event. The
+purge is then stopped (SIGTERM: its open batch rolls back) and the bench checks that
+every expired event left still has its delivery and attempt, nothing orphaned; with
+`--finish` it instead lets the purge run to the end and checks that exactly the backlog
+went. Exits 1 on any error.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _servers import PYTHON, ROOT, BenchError, Postgres, Server, run_loadgen  # noqa: E402
 from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, manage, relay_env, webhook_body  # noqa: E402
+
+from relay.retention import DEFAULT_SHARE  # noqa: E402
 
 TARGET_RATIO = 0.9
 SEED_CHUNK = 500_000
@@ -123,7 +128,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
     parser.add_argument("--batch-size", type=int, default=5000, help="purge batch size (5000)")
-    parser.add_argument("--pause", type=float, default=0.0, help="purge --pause (0)")
+    parser.add_argument("--share", type=float, default=DEFAULT_SHARE,
+                        help=f"purge --share ({DEFAULT_SHARE}, the default of `purge`)")
+    parser.add_argument("--finish", action="store_true",
+                        help="let the purge finish and check that it removed the whole backlog")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-purge-"))
@@ -153,12 +161,12 @@ def main() -> int:
         say("Ingest without a purge:")
         quiet = measure("quiet", relay, pg, args, headers, body, workdir)
 
-        say(f"Ingest while `manage.py purge --batch-size {args.batch_size} --pause {args.pause:g}`"
+        say(f"Ingest while `manage.py purge --batch-size {args.batch_size} --share {args.share:g}`"
             " deletes the backlog:")
         purge_log = workdir / "purge.log"
         purge = subprocess.Popen(
             [PYTHON, "manage.py", "purge", "--batch-size", str(args.batch_size),
-             "--pause", str(args.pause)],
+             "--share", str(args.share)],
             cwd=ROOT, env=env, stdout=open(purge_log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
         purge_started = time.monotonic()
         time.sleep(2)  # past Django's start-up: the purge is deleting when the window opens
@@ -168,20 +176,30 @@ def main() -> int:
         deleted_in_window = args.events - remaining
         say(f"  the purge had removed {deleted_in_window:,} events by the end of the window"
             f"{'' if purge_running else ' and had finished: the window was not all under purge'}")
-        say("Waiting for the purge to finish ...")
-        purge.wait()
+        if args.finish:
+            say("Waiting for the purge to finish ...")
+            purge.wait()
+        else:
+            say("Stopping the purge (its open batch rolls back) ...")
+            purge.terminate()
+            purge.wait()
         purge_seconds = time.monotonic() - purge_started
         tail = purge_log.read_text().strip().splitlines()
-        if purge.returncode != 0:
+        if args.finish and purge.returncode != 0:
             raise BenchError("the purge failed:\n" + "\n".join(tail[-20:]))
-        say(f"  {tail[-1]}")
+        if tail:
+            say(f"  {tail[-1]}")
         say("Ingest without a purge again (the machine's other load drifts: the baseline is the "
             "mean of both quiet runs):")
         after = measure("quiet2", relay, pg, args, headers, body, workdir)
-        left = pg.psql("SELECT (SELECT count(*) FROM event WHERE source_slug = 'old'),"
-                       " (SELECT count(*) FROM delivery), (SELECT count(*) FROM attempt)")
-        if left.split("|") != ["0", "0", "0"]:
-            problems.append(f"after the purge: old events, deliveries, attempts = {left}")
+        old_left = int(pg.psql("SELECT count(*) FROM event WHERE source_slug = 'old'"))
+        removed = args.events - old_left
+        left = pg.psql("SELECT (SELECT count(*) FROM delivery), (SELECT count(*) FROM attempt)")
+        if left.split("|") != [str(old_left)] * 2:
+            problems.append(f"{old_left:,} expired events left but deliveries, attempts = {left}:"
+                            " the purge orphaned or lost rows")
+        if args.finish and old_left:
+            problems.append(f"the purge finished but {old_left:,} expired events are left")
         for result in (quiet, busy, after):
             problems += problems_of(result)
         if not purge_running:
@@ -199,8 +217,9 @@ def main() -> int:
         say(f"  while purging: {busy['rps']:8,.0f} req/s  p50 {busy['p50_ms']:.1f} ms  "
             f"p99 {busy['p99_ms']:.1f} ms")
         say(f"  ratio: {ratio:.2f} of the mean quiet rate (target ≥ {TARGET_RATIO})")
-        say(f"  purge: {args.events:,} events (+ deliveries, attempts) in {purge_seconds:.0f} s, "
-            f"{args.events / purge_seconds:,.0f} events/s while under load part of the time")
+        say(f"  purge (--share {args.share:g}): {removed:,} events (+ deliveries, attempts) in "
+            f"{purge_seconds:.0f} s, {removed / purge_seconds:,.0f} events/s"
+            f"{'' if args.finish else ' (stopped after the windows)'}")
         say("  every 2xx answer is a stored event: "
             + ("yes" if all(r["rows"] == r["answered_2xx"] for r in (quiet, busy, after))
                else "NO"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from tortoise import connections
 
 from relay.ids import new_id
-from relay.retention import id_boundary, purge_expired
+from relay.retention import id_boundary, purge_expired, rest_after
 from tests.ops.conftest import relay_env, run
 
 NOW = datetime.now(UTC)
@@ -126,6 +127,21 @@ async def test_purge_command_prints_its_report(db):
     code, _, err = await run([sys.executable, "manage.py", "purge", "--days", "0"], relay_env())
     assert code != 0
     assert "at least 1 day" in err
+    code, _, err = await run([sys.executable, "manage.py", "purge", "--share", "0"], relay_env())
+    assert code != 0
+    assert "share must be more than 0" in err
+
+
+@pytest.mark.parametrize(("worked", "share", "rest"), [
+    (0.2, 1.0, 0.0),
+    (0.2, 0.5, 0.2),
+    (0.2, 0.2, 0.8),
+    (1.0, 0.1, 9.0),
+])
+def test_rest_keeps_work_to_its_share_of_the_time(worked, share, rest):
+    assert rest_after(worked, share) == pytest.approx(rest)
+    if worked + rest:
+        assert worked / (worked + rest) == pytest.approx(share)
 
 
 async def test_daily_purge_runs_in_the_background(db):
@@ -133,7 +149,7 @@ async def test_daily_purge_runs_in_the_background(db):
     from tests.servers import wait_until
 
     made = await _scenario()
-    task = start_daily_purge(interval_seconds=3600, first_run_after=0, pause_seconds=0)
+    task = start_daily_purge(interval_seconds=3600, first_run_after=0, share=1)
     try:
         await wait_until(lambda: _gone(made["old_done"]), timeout=10,
                          message="the background purge")

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from relay.commands import run_with_database
-from relay.retention import DEFAULT_BATCH_SIZE, describe, purge_expired
+from relay.retention import DEFAULT_BATCH_SIZE, DEFAULT_SHARE, describe, purge_expired
 
 
 class Command(BaseCommand):
@@ -17,8 +17,9 @@ class Command(BaseCommand):
                                  f"{settings.RELAY_RETENTION_DAYS})")
         parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                             help="rows per transaction (default %(default)s)")
-        parser.add_argument("--pause", type=float, default=0.0,
-                            help="seconds to sleep between batches (default 0)")
+        parser.add_argument("--share", type=float, default=DEFAULT_SHARE,
+                            help="part of the time spent deleting, the rest left to live "
+                                 "traffic: 1 deletes flat out (default %(default)s)")
         parser.add_argument("--dry-run", action="store_true",
                             help="count what would be removed; delete nothing")
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             return await purge_expired(
                 days=options["days"], batch_size=options["batch_size"],
                 dry_run=options["dry_run"], say=lambda line: (say(line), self.stdout.flush()),
-                pause_seconds=options["pause"],
+                share=options["share"],
             )
 
         try:
