@@ -18,10 +18,10 @@ from hooks.store import NewEvent, rejection_log, store_event
 from hooks.verify import DEFAULT_TOKEN_HEADER, VerificationError, verify_request
 from relay.bus import publish
 from relay.database import is_database_unavailable
+from relay.outage import database_unavailable
 
 log = logging.getLogger("relay.ingest")
 
-RETRY_AFTER_SECONDS = "5"
 
 
 def _json(status: int, payload: dict) -> HttpResponse:
@@ -30,10 +30,9 @@ def _json(status: int, payload: dict) -> HttpResponse:
                         content_type="application/json")
 
 
-def database_unavailable() -> HttpResponse:
-    response = _json(503, {"detail": "the database is unavailable; retry later"})
-    response["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
+def _unavailable(slug: str, exc: BaseException) -> HttpResponse:
+    return database_unavailable(
+        _json(503, {"detail": "the database is unavailable; retry later"}), f"/in/{slug}", exc)
 
 
 def _secret_carriers(source: IngestSource) -> frozenset[str]:
@@ -74,7 +73,7 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         source = await get_ingest_source(slug)
     except Exception as exc:
         if is_database_unavailable(exc):
-            return database_unavailable()
+            return _unavailable(slug, exc)
         raise
     if source is None or not source.enabled:
         return _json(404, {"detail": f"no enabled source with slug {slug!r}"})
@@ -107,8 +106,7 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         stored = await store_event(event, settings.RELAY_DEDUP_WINDOW)
     except Exception as exc:
         if is_database_unavailable(exc):
-            log.warning("ingest for %s refused with 503: database unavailable (%s)", slug, exc)
-            return database_unavailable()
+            return _unavailable(slug, exc)
         raise
     if stored.duplicate:
         return _json(200, {"id": stored.id, "duplicate": True})

@@ -24,6 +24,7 @@ from relay.crypto import hash_token
 from relay.database import is_database_unavailable
 from relay.ids import ID_PATTERN
 from relay.models import ApiToken
+from relay.outage import database_unavailable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_LIMIT = 50
@@ -150,9 +151,9 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(Exception)
 def on_error(request: HttpRequest, exc: Exception) -> HttpResponse:
     if is_database_unavailable(exc):
-        response = _detail(request, 503, "the database is unavailable; retry later")
-        response["Retry-After"] = "5"
-        return response
+        return database_unavailable(
+            _detail(request, 503, "the database is unavailable; retry later"),
+            f"{request.method} {request.path}", exc)
     if isinstance(exc, FieldValidationError):
         # A value no column can hold (an id longer than any id, ...): bad input, not a 500.
         return _detail(request, 422, str(exc))

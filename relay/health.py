@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from tortoise import connections
 
 from relay.database import is_database_unavailable
+from relay.outage import database_unavailable
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
@@ -21,7 +22,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         if not is_database_unavailable(exc) and not isinstance(exc, TimeoutError):
             raise
-        response = JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
-        response["Retry-After"] = "5"
-        return response
+        return database_unavailable(
+            JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503),
+            "/readyz", exc)
     return JsonResponse({"status": "ok", "database": "ok"})

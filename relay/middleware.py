@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from relay.database import is_database_unavailable
 from relay.exchange import StatusWatch
+from relay.outage import database_unavailable
 
 log = logging.getLogger("relay.request")
 
@@ -82,6 +83,6 @@ class DatabaseUnavailableMiddleware:
     async def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not is_database_unavailable(exception):
             return None
-        response = JsonResponse({"detail": "the database is unavailable; retry later"}, status=503)
-        response["Retry-After"] = "5"
-        return response
+        return database_unavailable(
+            JsonResponse({"detail": "the database is unavailable; retry later"}, status=503),
+            loggable_path(request.path), exception)

@@ -23,7 +23,7 @@ async def _answer(client: httpx.AsyncClient, n: int) -> tuple[int, str | None, d
     return response.status_code, body.get("id"), dict(response.headers)
 
 
-async def test_ingest_during_a_database_outage(client, make_source, pg_cluster):
+async def test_ingest_during_a_database_outage(client, make_source, pg_cluster, caplog):
     if pg_cluster is None:
         pytest.skip("the database is external (RELAY_TEST_DATABASE_URL): cannot stop it")
     await make_source("outage")
@@ -54,6 +54,11 @@ async def test_ingest_during_a_database_outage(client, make_source, pg_cluster):
                          message="ingest to keep answering while PostgreSQL is down")
         down_answers = answers[during:during + 20]
         assert {a[0] for a in down_answers} == {503}, down_answers
+        # One summary line for the burst, not a line (or a Django ERROR) per request.
+        outage_lines = [r for r in caplog.records if r.name == "relay.outage"]
+        assert 1 <= len(outage_lines) <= 2, [r.getMessage() for r in outage_lines]
+        assert "answered 503" in outage_lines[0].getMessage()
+        assert not [r for r in caplog.records if r.name == "django.request"]
     finally:
         await asyncio.to_thread(pg_cluster.start)
 
