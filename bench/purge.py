@@ -1,18 +1,21 @@
 """Ingest throughput while the retention purge runs, against a large expired backlog.
 
-    .venv/bin/python bench/purge.py [--events 10000000] [--duration 20] [--connections 32]
-                                    [--batch-size 5000] [--share 0.2] [--finish]
+    .venv/bin/python bench/purge.py [--events 10000000] [--rounds 3] [--duration 8]
+                                    [--connections 32] [--batch-size 5000] [--share 0.1]
+                                    [--finish]
 
 Starts a throwaway PostgreSQL 16 (fsync on) and Relay under uvicorn (1 worker, uvloop,
 httptools) on 127.0.0.1, fills the database with `--events` events received 60 days ago,
 each with one succeeded delivery and one attempt (SQL `generate_series`, progress shown),
-then measures signed 1 KB `POST /in/<slug>` at a fixed concurrency twice: without a purge,
-and while `manage.py purge` deletes the backlog. Prints both rates, the ratio (target
-≥ 0.9), the purge's own rate, and checks that every 2xx answer is a stored event. The
-purge is then stopped (SIGTERM: its open batch rolls back) and the bench checks that
-every expired event left still has its delivery and attempt, nothing orphaned; with
-`--finish` it instead lets the purge run to the end and checks that exactly the backlog
-went. Exits 1 on any error.
+starts `manage.py purge` (its defaults unless told) and measures signed 1 KB
+`POST /in/<slug>` at a fixed concurrency in windows: quiet, purging, purging, quiet, ...
+(the purge is frozen with SIGSTOP in the quiet windows, so both kinds see the same
+database and the machine's drifting load evens out). Prints both mean rates, the ratio
+(target ≥ 0.9) and the purge's own rate, and checks that every 2xx answer is a stored
+event. The purge is then stopped (SIGTERM: its open batch rolls back) and the bench
+checks that every expired event left still has its delivery and attempt, nothing
+orphaned; with `--finish` it lets the purge run to the end instead and checks that the
+whole backlog went. Exits 1 on any error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import hmac
 import os
 import secrets
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,11 +126,27 @@ def problems_of(result: dict[str, Any]) -> list[str]:
     return problems
 
 
+def wait_for_first_batch(pg: Postgres, purge: subprocess.Popen) -> None:
+    """Past the purge's start-up: its first batch is committed."""
+    deadline = time.monotonic() + 120
+    first = "evt_0" + "1".rjust(25, "0")
+    while pg.psql(f"SELECT count(*) FROM event WHERE id = '{first}'") == "1":
+        if purge.poll() is not None:
+            raise BenchError(f"the purge exited early (exit {purge.returncode})")
+        if time.monotonic() > deadline:
+            raise BenchError("the purge removed nothing in 120 s")
+        time.sleep(0.2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000, help="expired events (10M)")
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds (20)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
+    parser.add_argument("--duration", type=float, default=8.0,
+                        help="measured seconds per window (8)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="unmeasured seconds at the start of each window (1)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of four windows: quiet, purging, purging, quiet (3)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
     parser.add_argument("--batch-size", type=int, default=5000, help="purge batch size (5000)")
     parser.add_argument("--share", type=float, default=DEFAULT_SHARE,
@@ -158,24 +179,30 @@ def main() -> int:
                    SIGNATURE_HEADER: hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
         pg.psql("CHECKPOINT")
 
-        say("Ingest without a purge:")
-        quiet = measure("quiet", relay, pg, args, headers, body, workdir)
-
-        say(f"Ingest while `manage.py purge --batch-size {args.batch_size} --share {args.share:g}`"
-            " deletes the backlog:")
+        say(f"Starting `manage.py purge --batch-size {args.batch_size} --share {args.share:g}` ...")
         purge_log = workdir / "purge.log"
         purge = subprocess.Popen(
             [PYTHON, "manage.py", "purge", "--batch-size", str(args.batch_size),
              "--share", str(args.share)],
             cwd=ROOT, env=env, stdout=open(purge_log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
         purge_started = time.monotonic()
-        time.sleep(2)  # past Django's start-up: the purge is deleting when the window opens
-        busy = measure("purging", relay, pg, args, headers, body, workdir)
+        wait_for_first_batch(pg, purge)
+        purge.send_signal(signal.SIGSTOP)
+
+        # A B B A: the machine's other load drifts; alternating cancels a linear drift, and
+        # the purge is frozen (SIGSTOP) in the quiet windows, not stopped and restarted.
+        order = ["quiet", "purging", "purging", "quiet"] * args.rounds
+        results: dict[str, list[dict[str, Any]]] = {"quiet": [], "purging": []}
+        for number, phase in enumerate(order, 1):
+            purge.send_signal(signal.SIGCONT if phase == "purging" else signal.SIGSTOP)
+            say(f"Window {number}/{len(order)}: {phase}")
+            results[phase].append(
+                measure(f"{phase}{number}", relay, pg, args, headers, body, workdir))
+        purge.send_signal(signal.SIGCONT)
         purge_running = purge.poll() is None
         remaining = int(pg.psql("SELECT count(*) FROM event WHERE source_slug = 'old'"))
-        deleted_in_window = args.events - remaining
-        say(f"  the purge had removed {deleted_in_window:,} events by the end of the window"
-            f"{'' if purge_running else ' and had finished: the window was not all under purge'}")
+        say(f"  the purge had removed {args.events - remaining:,} events by the end of the windows"
+            f"{'' if purge_running else ' and had finished: not every window was under purge'}")
         if args.finish:
             say("Waiting for the purge to finish ...")
             purge.wait()
@@ -189,9 +216,6 @@ def main() -> int:
             raise BenchError("the purge failed:\n" + "\n".join(tail[-20:]))
         if tail:
             say(f"  {tail[-1]}")
-        say("Ingest without a purge again (the machine's other load drifts: the baseline is the "
-            "mean of both quiet runs):")
-        after = measure("quiet2", relay, pg, args, headers, body, workdir)
         old_left = int(pg.psql("SELECT count(*) FROM event WHERE source_slug = 'old'"))
         removed = args.events - old_left
         left = pg.psql("SELECT (SELECT count(*) FROM delivery), (SELECT count(*) FROM attempt)")
@@ -200,29 +224,30 @@ def main() -> int:
                             " the purge orphaned or lost rows")
         if args.finish and old_left:
             problems.append(f"the purge finished but {old_left:,} expired events are left")
-        for result in (quiet, busy, after):
+        every = results["quiet"] + results["purging"]
+        for result in every:
             problems += problems_of(result)
         if not purge_running:
-            problems.append("the purge ended inside the measured window: use more --events")
+            problems.append("the purge ended inside the measured windows: use more --events")
 
-        baseline = (quiet["rps"] + after["rps"]) / 2
-        ratio = busy["rps"] / baseline if baseline else 0.0
+        quiet_rps = statistics.mean(r["rps"] for r in results["quiet"])
+        busy_rps = statistics.mean(r["rps"] for r in results["purging"])
+        ratio = busy_rps / quiet_rps if quiet_rps else 0.0
         say()
         say(f"Ingest with {args.events:,} expired events, {args.connections} connections, "
-            f"{args.duration:g} s measured, 1 uvicorn worker, fsync on; load average "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        for result in (quiet, after):
-            say(f"  without purge: {result['rps']:8,.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
-                f"p99 {result['p99_ms']:.1f} ms")
-        say(f"  while purging: {busy['rps']:8,.0f} req/s  p50 {busy['p50_ms']:.1f} ms  "
-            f"p99 {busy['p99_ms']:.1f} ms")
-        say(f"  ratio: {ratio:.2f} of the mean quiet rate (target ≥ {TARGET_RATIO})")
+            f"{len(order)} windows of {args.duration:g} s, 1 uvicorn worker, fsync on; load "
+            f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        for phase, label in (("quiet", "without purge"), ("purging", "while purging")):
+            rates = ", ".join(f"{r['rps']:,.0f}" for r in results[phase])
+            p99 = statistics.median(r["p99_ms"] for r in results[phase])
+            say(f"  {label}: {statistics.mean(r['rps'] for r in results[phase]):8,.0f} req/s "
+                f"(windows: {rates}); median p99 {p99:.1f} ms")
+        say(f"  ratio: {ratio:.2f} (target ≥ {TARGET_RATIO})")
         say(f"  purge (--share {args.share:g}): {removed:,} events (+ deliveries, attempts) in "
-            f"{purge_seconds:.0f} s, {removed / purge_seconds:,.0f} events/s"
-            f"{'' if args.finish else ' (stopped after the windows)'}")
+            f"{purge_seconds:.0f} s, {removed / purge_seconds:,.0f} events/s counting the "
+            f"frozen windows{'' if args.finish else ', stopped after the windows'}")
         say("  every 2xx answer is a stored event: "
-            + ("yes" if all(r["rows"] == r["answered_2xx"] for r in (quiet, busy, after))
-               else "NO"))
+            + ("yes" if all(r["rows"] == r["answered_2xx"] for r in every) else "NO"))
         if problems:
             for problem in problems:
                 say(f"ERROR {problem}")
