@@ -10,20 +10,28 @@ load, first with nobody watching, then with `--clients` WebSocket clients on /ws
 (in their own process; two of them decode every frame, the others only count).
 
 - `pipeline` (default): a dispatcher process (`manage.py dispatch`) and a subscriber sink
-  (aiohttp, answers 200; its endpoint allows 200 requests in flight) too; `--rate` webhooks/s posted to `/in/bench` (open loop), each
-  delivered to the sink, each making three live messages (event.received,
-  delivery.attempted, delivery.succeeded). Throughput: the phase's deliveries over the time
-  from its first webhook to its last delivery (backlog included).
-  Latency: from the sink's answer (the attempt's completion) to a client receiving that
-  delivery's delivery.succeeded.
+  (answers 200; its endpoint allows 200 requests in flight) too; `--rate` webhooks/s
+  posted to `/in/bench` (open loop), each delivered to the sink, each making three live
+  messages (event.received, delivery.attempted, delivery.succeeded). Throughput: the
+  phase's deliveries over the time from its first webhook to its last delivery (backlog
+  included). Latency: from the sink's answer (the attempt's completion) to a client
+  receiving that delivery's delivery.succeeded; a sampled delivery no client saw before
+  the watchers stopped counts as infinitely late.
 - `bus`: the live path alone, for machines that cannot run the whole pipeline at that
   rate: another process publishes `--rate` events/s as those three messages through
   relay.bus and Redis, while a load generator posts webhooks to the web process at full
   speed (`--connections`). Throughput: the web process's ingest req/s. Latency: from
   publish() to a client receiving the message.
 
-Prints per phase the rates, the CPU per process, the live messages per second reaching
-the clients and the latency (p50, p99), then the ratio watched / unwatched throughput.
+The load generator (this process), the sink and the watchers share the two cores with
+Relay, so they are written to be cheap: protocol callbacks over httptools' C parser for
+the generator and the sink (tens of µs of CPU per webhook, not hundreds as with a client
+library), and watchers that count without decoding.
+
+Prints per phase the rates, the CPU per process (share of a core, and µs per webhook;
+`bench` is the generator, `machine` everything on the machine, other work included), the
+load average, the live messages per second reaching the clients and the latency (p50,
+p99), then the ratio watched / unwatched throughput.
 Targets: p99 ≤ 250 ms, ratio ≥ 0.95; exits 1 on a missed target. Progress every second.
 """
 
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -39,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -78,31 +88,65 @@ def percentile(values: list[float], fraction: float) -> float:
 # --- the sink: its own process -----------------------------------------------------------------
 
 
+class SinkConnection(asyncio.Protocol):
+    """The subscriber: answers every webhook 200 and notes when. Plain protocol code over
+    httptools' C parser, so that it takes little of the two cores it shares with Relay."""
+
+    def __init__(self, answered: list[tuple[str, float]]) -> None:
+        import httptools
+
+        self.answered = answered
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.delivery = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        import httptools
+
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url, self.delivery = b"", b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"x-relay-delivery-id":
+            self.delivery = value
+
+    def on_message_complete(self) -> None:
+        status, body = b"200 OK", b"ok"
+        if self.url == b"/hook":
+            self.answered.append((self.delivery.decode(), time.time()))
+        elif self.url == b"/_records":
+            body = json.dumps(self.answered).encode()
+            self.answered.clear()
+        elif self.url == b"/_count":
+            body = str(len(self.answered)).encode()
+        else:
+            status, body = b"404 Not Found", b"not found"
+        keep_alive = self.parser.should_keep_alive()
+        assert self.transport is not None
+        self.transport.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                             + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n" + body)
+        if not keep_alive:
+            self.transport.close()
+
+
 async def run_sink(port: int) -> None:
-    from aiohttp import web
-
     answered: list[tuple[str, float]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        await request.read()
-        answered.append((request.headers.get("x-relay-delivery-id", ""), time.time()))
-        return web.Response(status=200, text="ok")
-
-    async def records(request: web.Request) -> web.Response:
-        taken = answered[:]
-        answered.clear()
-        return web.json_response(taken)
-
-    async def count(request: web.Request) -> web.Response:
-        return web.json_response(len(answered))
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    app.router.add_get("/_records", records)
-    app.router.add_get("/_count", count)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    loop = asyncio.get_running_loop()
+    await loop.create_server(lambda: SinkConnection(answered), "127.0.0.1", port, backlog=1024)
     await asyncio.Event().wait()
 
 
@@ -161,6 +205,7 @@ def count_cheaply(text: str, stats: dict[str, Any]) -> None:
 async def run_watchers(url: str, clients: int) -> None:
     """Connect, say "ready" on stdout, count until SIGTERM, then print one JSON line."""
     import aiohttp
+    import orjson
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -181,7 +226,7 @@ async def run_watchers(url: str, clients: int) -> None:
                 if not parse:
                     count_cheaply(frame.data, mine)
                     continue
-                message = json.loads(frame.data)
+                message = orjson.loads(frame.data)
                 if message.get("type") == "batch":
                     items = message["items"]
                     mine["dropped"] += message.get("dropped", 0)
@@ -222,70 +267,178 @@ async def run_watchers(url: str, clients: int) -> None:
 
 # --- the load: open loop, in the main process --------------------------------------------------------
 
+CONNECTIONS = 128
+"""Keep-alive connections of the open-loop generator, each with one webhook in flight."""
+
+
+class Poster(asyncio.Protocol):
+    """One keep-alive connection of the generator: posts the webhook, parses the answer."""
+
+    def __init__(self, load: OpenLoad) -> None:
+        import httptools
+
+        self.load = load
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def post(self) -> None:
+        assert self.transport is not None
+        self.busy = True
+        self.transport.write(self.load.request)
+
+    def data_received(self, data: bytes) -> None:
+        import httptools
+
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.load.errors.append(f"bad response: {exc}")
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        self.busy = False
+        self.load.answered(self, self.parser.get_status_code(), self.parser.should_keep_alive())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.load.lost(self)
+
+
+class OpenLoad:
+    """Webhooks posted at a fixed rate whatever the answers (open loop) over a pool of
+    keep-alive connections: a due webhook leaves on an idle connection, else waits for one;
+    beyond `max_in_flight` unanswered webhooks it is not sent (`held_back`). Callbacks and
+    httptools instead of a client library: a few µs of CPU per webhook, so that the
+    generator takes little of the machine it shares with Relay."""
+
+    def __init__(self, url: str, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        from urllib.parse import urlsplit
+
+        from _loadgen import build_request
+
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.request = build_request(self.host, self.port, parts.path,
+                                     {"content-type": "application/json"}, BODY)
+        self.max_in_flight = max_in_flight
+        self.idle: deque[Poster] = deque()
+        self.busy = 0
+        self.queued = 0
+        self.held_back = 0
+        self.statuses: dict[int, int] = {}
+        self.accepted_at: list[float] = []
+        self.errors: list[str] = []
+        self.closing = False
+        self.quiet = asyncio.Event()
+        """Set whenever no webhook is in flight."""
+
+    @property
+    def in_flight(self) -> int:
+        return self.busy + self.queued
+
+    async def open(self, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            _, poster = await loop.create_connection(lambda: Poster(self), self.host, self.port)
+            self._ready(poster)
+
+    def offer(self, count: int) -> None:
+        for _ in range(count):
+            if self.idle:
+                self.busy += 1
+                self.idle.popleft().post()
+            elif self.in_flight < self.max_in_flight:
+                self.queued += 1
+            else:
+                self.held_back += 1
+
+    def _ready(self, poster: Poster) -> None:
+        if self.queued and not self.closing:
+            self.queued -= 1
+            self.busy += 1
+            poster.post()
+        else:
+            self.idle.append(poster)
+
+    def answered(self, poster: Poster, status: int, keep_alive: bool) -> None:
+        self.busy -= 1
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 202:
+            self.accepted_at.append(time.time())
+        if keep_alive:
+            self._ready(poster)
+        elif poster.transport is not None:
+            poster.transport.close()
+        if not self.in_flight:
+            self.quiet.set()
+
+    def lost(self, poster: Poster) -> None:
+        if poster.busy:
+            poster.busy = False
+            self.busy -= 1
+            self.statuses[0] = self.statuses.get(0, 0) + 1
+            if not self.in_flight:
+                self.quiet.set()
+        if poster in self.idle:
+            self.idle.remove(poster)
+        if not self.closing:
+            asyncio.get_running_loop().create_task(self._replace())
+
+    async def _replace(self) -> None:
+        try:
+            await self.open(1)
+        except OSError as exc:
+            self.errors.append(f"cannot connect: {exc!r}")
+
+    def close(self) -> None:
+        self.closing = True
+        for poster in self.idle:
+            if poster.transport is not None:
+                poster.transport.close()
+
 
 async def offer_load(url: str, rate: int, seconds: float, progress_label: str,
                      sink_count_url: str) -> dict[str, Any]:
-    import aiohttp
-
-    statuses: dict[int, int] = {}
-    accepted_at: list[float] = []
-    errors: list[str] = []
-    pending: set[asyncio.Task] = set()
-    held_back = 0
-
-    async def one(session: aiohttp.ClientSession) -> None:
-        try:
-            async with session.post(url, data=BODY,
-                                    headers={"content-type": "application/json"}) as answer:
-                await answer.read()
-                statuses[answer.status] = statuses.get(answer.status, 0) + 1
-                if answer.status == 202:
-                    accepted_at.append(time.time())
-        except aiohttp.ServerDisconnectedError:
-            statuses[0] = statuses.get(0, 0) + 1
-        except Exception as exc:  # noqa: BLE001 - counted and reported
-            errors.append(repr(exc))
-
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        sent = 0
-        next_report = start + 1.0
-        reported = (0, 0)
-        while (now := loop.time()) < start + seconds:
-            due = int((now - start) * rate) - sent
-            room = max(0, MAX_IN_FLIGHT - len(pending))
-            for _ in range(min(due, room)):
-                task = loop.create_task(one(session))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            held_back += max(0, due - room)
-            sent += due
-            if now >= next_report:
-                _, sink_total = await asyncio.gather(asyncio.sleep(0), _get_json(session, sink_count_url))
-                accepted = len(accepted_at)
-                say(f"    {progress_label}: t={now - start:4.1f}s offered {sent:7,d}, "
-                    f"accepted {accepted - reported[0]:5,d}/s, delivered {sink_total - reported[1]:5,d}/s"
-                    f", in flight {len(pending)}")
-                reported = (accepted, sink_total)
-                next_report += 1.0
-            await asyncio.sleep(0.005)
-        if pending:
-            await asyncio.wait(pending, timeout=30)
-            for task in list(pending):
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-    if held_back:
-        say(f"    {progress_label}: {held_back:,} webhooks not sent: {MAX_IN_FLIGHT:,} were "
+    load = OpenLoad(url)
+    await load.open(CONNECTIONS)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    next_report = start + 1.0
+    reported = (0, 0)
+    counting: asyncio.Task | None = None
+    while (now := loop.time()) < start + seconds:
+        due = int((now - start) * rate) - sent
+        load.offer(due)
+        sent += due
+        if counting is not None and counting.done():
+            sink_total = counting.result()[1]
+            accepted = len(load.accepted_at)
+            say(f"    {progress_label}: t={now - start:4.1f}s offered {sent:7,d}, "
+                f"accepted {accepted - reported[0]:5,d}/s, delivered {sink_total - reported[1]:5,d}/s"
+                f", in flight {load.in_flight}")
+            reported = (accepted, sink_total)
+            counting = None
+        if now >= next_report and counting is None:
+            counting = loop.create_task(asyncio.to_thread(http_json, "GET", sink_count_url))
+            next_report += 1.0
+        await asyncio.sleep(0.002)
+    if load.in_flight:
+        load.quiet.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(load.quiet.wait(), 30)
+    load.close()
+    if counting is not None:
+        await counting
+    if load.held_back:
+        say(f"    {progress_label}: {load.held_back:,} webhooks not sent: {MAX_IN_FLIGHT:,} were "
             "already waiting for an answer (the server could not keep up)")
-    return {"sent": sent, "statuses": statuses, "accepted_at": accepted_at, "errors": errors,
-            "held_back": held_back}
-
-
-async def _get_json(session, url: str) -> Any:
-    async with session.get(url) as answer:
-        return await answer.json()
+    return {"sent": sent, "statuses": load.statuses, "accepted_at": load.accepted_at,
+            "errors": load.errors, "held_back": load.held_back}
 
 
 # --- orchestration ----------------------------------------------------------------------------------------
@@ -386,23 +539,32 @@ def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: floa
 
 
 class CpuMeter:
+    """CPU per process (a name's process and its children: PostgreSQL's backends) over a
+    window, as a share of one core; `bench` is this process alone (the load generator),
+    `machine` everything on the machine, other helpers' work included."""
+
     def __init__(self, pids: dict[str, int]) -> None:
         import psutil
 
         self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.processes["bench"] = psutil.Process()
         self.start: dict[str, float] = {}
 
     def _sample(self) -> dict[str, float]:
+        from _loadgen import machine_busy_seconds
+
         sample = {}
         for name, process in self.processes.items():
             total = 0.0
-            for each in [process, *process.children(recursive=True)]:
+            family = [process] if name == "bench" else [process, *process.children(recursive=True)]
+            for each in family:
                 try:
                     times = each.cpu_times()
                     total += times.user + times.system
                 except Exception:  # noqa: BLE001,S112 - a process that ended uses no more CPU
                     continue
             sample[name] = total
+        sample["machine"] = machine_busy_seconds()
         return sample
 
     def begin(self) -> None:
@@ -471,6 +633,7 @@ class Window:
         loop = asyncio.get_running_loop()
         self.start = self.end = 0.0
         self.cpu: dict[str, float] = {}
+        self.load_average = 0.0
         loop.call_later(args.warmup, self._begin, meter)
         loop.call_later(args.warmup + args.duration, self._end, meter, args.duration)
 
@@ -481,6 +644,7 @@ class Window:
     def _end(self, meter: CpuMeter, seconds: float) -> None:
         self.end = time.time()
         self.cpu = meter.end(seconds)
+        self.load_average = os.getloadavg()[0]
 
     def holds(self, moment: float) -> bool:
         return self.start <= moment < self.end
@@ -488,7 +652,12 @@ class Window:
 
 def say_phase(label: str, result: dict[str, Any], args: argparse.Namespace, what: str) -> None:
     cpu = ", ".join(f"{name} {share:.0%}" for name, share in result["cpu"].items())
-    say(f"  {label}: {what}; CPU (share of a core): {cpu}")
+    say(f"  {label}: {what}; CPU (share of a core): {cpu}; load average {result['load_average']:.1f}")
+    rate = result.get("delivered_in_window") or result["throughput"]
+    per_event = ", ".join(f"{name} {share / max(rate, 1e-9) * 1e6:,.0f}"
+                          for name, share in result["cpu"].items() if name != "machine")
+    say(f"  {label}: CPU per {'delivered webhook' if 'delivered_in_window' in result else 'request'}"
+        f" (µs): {per_event}")
     if "p50_ms" in result:
         say(f"  {label}: {result['messages_per_s_per_client']:,.0f} live messages/s per client "
             f"({result['frames_per_s_per_client']:.0f} frames/s), "
@@ -496,6 +665,9 @@ def say_phase(label: str, result: dict[str, Any], args: argparse.Namespace, what
             f"dropped {result['dropped']}; latency to the client p50 {result['p50_ms']:.0f} ms, "
             f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms "
             f"({result['latencies']:,} samples); per client by type {result['by_type']}")
+    if result.get("missing"):
+        say(f"  {label}: {result['missing']:,} sampled delivery.succeeded messages had not reached "
+            "a client when the watchers stopped (counted as infinitely late)")
 
 
 async def pipeline_phase(label: str, args: argparse.Namespace, relay: Server, sink_port: int,
@@ -524,6 +696,7 @@ async def pipeline_phase(label: str, args: argparse.Namespace, relay: Server, si
         "throughput": len(records) / max(finished - began, 1e-9),
         "statuses": load["statuses"], "errors": load["errors"][:5],
         "error_count": len(load["errors"]), "cpu": window.cpu,
+        "load_average": window.load_average,
     }
     if watchers is not None:
         report = await stop_watchers(watchers, meter)
@@ -534,7 +707,13 @@ async def pipeline_phase(label: str, args: argparse.Namespace, relay: Server, si
             if delivery_id in answered and window.holds(answered[delivery_id])
             for at in receipts
         ]
+        # A sampled delivery that a decoding client never saw counts as infinitely late.
+        missing = sum(max(0, PARSING_CLIENTS - len(report["samples"].get(delivery_id, ())))
+                      for delivery_id, at in answered.items()
+                      if window.holds(at) and delivery_id[-1:] in SAMPLE_TAIL)
+        latencies += [float("inf")] * missing
         result.update(client_figures(report, latencies, args.warmup + args.duration + 1.5))
+        result["missing"] = missing
     say_phase(label, result, args, f"ingest {result['ingest_per_s']:,.0f}/s; delivered "
               f"{result['delivered_in_window']:,.0f}/s in the window, {len(records):,} in "
               f"{finished - began:.1f} s = {result['throughput']:,.0f}/s overall")
@@ -570,6 +749,7 @@ async def bus_phase(label: str, args: argparse.Namespace, relay: Server, env: di
         "ingest_p99_ms": load["p99_ms"], "published": published,
         "statuses": {int(code): n for code, n in load["statuses"].items()},
         "errors": load["errors"][:5], "error_count": load["error_count"], "cpu": window.cpu,
+        "load_average": window.load_average,
     }
     if watchers is not None:
         report = await stop_watchers(watchers, meter)
@@ -622,7 +802,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
             }, headers=auth)
             if status != 201:
                 raise BenchError(f"creating the endpoint failed: {status} {answer}")
-            meter = CpuMeter({**pids, "dispatcher": dispatcher.pid})
+            meter = CpuMeter({**pids, "dispatcher": dispatcher.pid, "sink": sink.pid})
             say(f"  priming: {args.prime:g} s at {args.rate:,} webhooks/s, then draining")
             await offer_load(f"{relay.base}/in/bench", args.rate, args.prime, "priming",
                              f"http://127.0.0.1:{sink_port}/_count")

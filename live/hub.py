@@ -2,8 +2,9 @@
 
 While at least one client is connected, the hub is a member of the `relay.live` group
 (one subscription per process, not one per client), decodes each message once, encodes
-each item to JSON once, and hands the texts to every client whose subscription wants them
-(clients that want everything share one joined chunk per batch).
+it to JSON once (live.encoding), and hands the texts to every client whose subscription
+wants them: clients that want everything share one text per batch, encoded in one call;
+the items are encoded one by one only when some client narrowed its subscription.
 It also sends the `stats` snapshot to its own clients every second, so with several web
 processes each one serves its own clients and nobody gets a snapshot twice. When the
 last client leaves, the hub leaves the group and stops.
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from live.encoding import encode, encode_joined
 from live.outbox import Outbox
 from live.subscription import Subscription
 from relay.bus import LAYER_MESSAGE_TYPE, LIVE_GROUP
@@ -48,10 +49,6 @@ class LiveClient(Protocol):
     def wake(self) -> None: ...
 
     def revoke(self) -> None: ...
-
-
-def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), default=str)
 
 
 class RecentSources:
@@ -191,18 +188,20 @@ class LiveHub:
                 event = item.get("event") or {}
                 if isinstance(event.get("id"), str) and isinstance(event.get("source"), str):
                     self.sources.remember(event["id"], event["source"])
-        encoded = [encode(item) for item in items]
         everything: str | None = None
+        texts: list[str] | None = None
         for client in list(self.clients):
             subscription, outbox = client.subscription, client.outbox
             if dropped:
                 outbox.shed(dropped)
             if subscription.everything:
                 if everything is None:
-                    everything = ",".join(encoded)
-                outbox.put_chunk(everything, len(encoded))
+                    everything = encode_joined(items)
+                outbox.put_chunk(everything, len(items))
             else:
-                chosen = [text for item, text in zip(items, encoded, strict=True)
+                if texts is None:
+                    texts = [encode(item) for item in items]
+                chosen = [text for item, text in zip(items, texts, strict=True)
                           if subscription.matches(item, self.sources)]
                 outbox.put_chunk(",".join(chosen), len(chosen))
             if outbox.pending:

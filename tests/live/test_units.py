@@ -124,3 +124,30 @@ def test_stats_window_is_the_second_before_last_and_ids_bound_it():
 
     now = time.time()
     assert id_bound("att", now - 1) <= made < id_bound("att", now + 1)
+
+
+def test_encoding_matches_the_standard_library_and_joins_batches():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from live.encoding import encode, encode_joined
+
+    moment = datetime(2026, 11, 26, 5, 17, 6, 123456, tzinfo=UTC)
+    messages = [EVENT, DELIVERY, STATS, {"type": "x", "at": moment, "amount": Decimal("4.20"),
+                                         "ratio": 0.1, "none": None, "ok": True}]
+    for message in messages[:3]:
+        assert json.loads(encode(message)) == message
+    assert json.loads(encode(messages[3])) == {"type": "x", "at": moment.isoformat(),
+                                               "amount": "4.20", "ratio": 0.1, "none": None,
+                                               "ok": True}
+    assert encode(EVENT) == json.dumps(EVENT, separators=(",", ":"))
+    assert encode_joined(messages) == ",".join(encode(message) for message in messages)
+    assert encode_joined([]) == ""
+
+
+def test_encoding_falls_back_for_what_orjson_refuses():
+    from live.encoding import encode, encode_joined
+
+    huge = {"type": "x", "n": 2**70, "keys": {1: "one"}}
+    assert json.loads(encode(huge)) == {"type": "x", "n": 2**70, "keys": {"1": "one"}}
+    assert json.loads("[" + encode_joined([EVENT, huge]) + "]")[1]["n"] == 2**70
