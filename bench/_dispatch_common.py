@@ -1,10 +1,12 @@
 """What the dispatcher benchmarks share: a throwaway stack on 127.0.0.1 (PostgreSQL with
-Relay's schema, an nginx sink), `manage.py dispatch` processes, seeding due deliveries in
-SQL, and reading the timings back from the attempt records.
+Relay's schema, the nginx sink), `manage.py dispatch` processes, seeding due deliveries in
+SQL, reading the timings back from the attempt records, and the command-line plumbing
+(common options, errors, the verdict).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -22,6 +24,7 @@ from typing import Any
 
 import asyncpg
 import psutil
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -32,7 +35,8 @@ __all__ = [
     "drain", "starved", "reset_tables", "start_profiler", "postgres_cpu_seconds", "connect",
     "PYTHON", "ROOT", "BenchError", "Server", "free_port", "http_json", "Stack", "Nginx",
     "Dispatcher", "say", "load_average", "percentile", "median", "seed_events",
-    "seed_deliveries", "wait_for", "BODY_JSON",
+    "seed_deliveries", "wait_for", "BODY_JSON", "seed_due", "bench_main", "verdict",
+    "ratio_line",
 ]
 
 BODY_JSON = json.dumps({"type": "bench.dispatch", "pad": "x" * 990}, separators=(",", ":"))
@@ -77,7 +81,7 @@ http {{
     keepalive_requests 10000000;
     keepalive_timeout 300s;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} reuseport backlog=4096;
         location /fail {{ return 500; }}
         location / {{ return 204; }}
     }}
@@ -86,12 +90,13 @@ http {{
 
 
 class Nginx:
-    """Our own nginx (temp config, 1 worker, no access log): `/…` answers 204, `/fail` 500."""
+    """Our own nginx (temp config, 1 worker, keep-alive, no access log): the subscriber that
+    costs almost nothing. `/…` answers 204, `/fail` 500."""
 
     def __init__(self) -> None:
         self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(self.binary).exists():
-            raise BenchError("nginx is not installed (/usr/sbin/nginx)")
+            raise BenchError("nginx is not installed (apt-get install nginx-light)")
         self.root = Path(tempfile.mkdtemp(prefix="relay-bench-nginx-"))
         self.port = free_port()
         self.process: subprocess.Popen | None = None
@@ -109,8 +114,11 @@ class Nginx:
     def pids(self) -> list[int]:
         if self.process is None:
             return []
-        return [self.process.pid,
-                *(child.pid for child in psutil.Process(self.process.pid).children())]
+        return [self.process.pid, *(child.pid for child in
+                                    psutil.Process(self.process.pid).children(recursive=True))]
+
+    def cpu_seconds(self) -> float:
+        return processes_cpu_seconds(self.pids())
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -147,12 +155,14 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 20.0) -> Non
 
 class Stack:
     """A throwaway PostgreSQL 16 (fsync on) with Relay's schema migrated, an admin token,
-    and the environment a Relay process needs to use it. `close()` removes everything."""
+    the environment a Relay process needs to use it, and (`sink=True`) the nginx sink.
+    `close()` stops and removes everything."""
 
     def __init__(self, name: str, *, concurrency: int, pool_size: int = 10,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, sink: bool = False) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"relay-bench-{name}-"))
         self.pg = Postgres()
+        self.sink = Nginx() if sink else None
         self.env = relay_env(self.pg.url, self.workdir / "relay-data", pool_size)
         self.env.update({
             "RELAY_TARGET_ALLOWLIST": "127.0.0.1",
@@ -176,6 +186,8 @@ class Stack:
         say("Migrating Relay's schema ...")
         manage(self.env, "migrate")
         self.token = manage(self.env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+        if self.sink is not None:
+            self.sink.start()
 
     def web(self, name: str = "web") -> Server:
         server = Server(name, "relay.asgi:application", self.env, self.workdir)
@@ -202,16 +214,27 @@ class Stack:
                 server.stop()
 
     def dispatcher(self, name: str = "dispatch", env: dict[str, str] | None = None) -> Dispatcher:
-        process = Dispatcher(name, {**self.env, **(env or {})}, self.workdir)
-        self._dispatchers.append(process)
-        process.start()
-        return process
+        return self.dispatchers([name], env)[0]
+
+    def dispatchers(self, names: Sequence[str],
+                    env: dict[str, str] | None = None) -> list[Dispatcher]:
+        """Start them all at once, then wait until each says it dispatches."""
+        started = [Dispatcher(name, {**self.env, **(env or {})}, self.workdir)
+                   for name in names]
+        self._dispatchers.extend(started)
+        for process in started:
+            process.launch()
+        for process in started:
+            process.wait_started()
+        return started
 
     def close(self) -> None:
         for process in self._dispatchers:
             process.stop()
         for server in self._servers:
             server.stop()
+        if self.sink is not None:
+            self.sink.stop()
         self.pg.destroy()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -232,9 +255,15 @@ class Dispatcher:
         return self.process.pid
 
     def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_started(timeout)
+
+    def launch(self) -> None:
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen([PYTHON, "manage.py", "dispatch"], cwd=ROOT,
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_started(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -277,20 +306,27 @@ class Dispatcher:
         stop_process(self.process)
 
 
-def postgres_cpu_seconds(stack: Stack) -> float:
-    """CPU used so far by the postmaster and every backend."""
+def processes_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU used so far by these processes and all their children."""
     total = 0.0
-    try:
-        root = psutil.Process(stack.pg.postmaster_pid())
-        for process in [root, *root.children(recursive=True)]:
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            members = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in members:
             try:
                 times = process.cpu_times()
                 total += times.user + times.system
             except psutil.Error:
                 pass
-    except psutil.Error:
-        pass
     return total
+
+
+def postgres_cpu_seconds(stack: Stack) -> float:
+    """CPU used so far by the postmaster and every backend."""
+    return processes_cpu_seconds([stack.pg.postmaster_pid()])
 
 
 # --- seeding -----------------------------------------------------------------------------------
@@ -327,6 +363,16 @@ def seed_deliveries(prefix: str, first: int, count: int, endpoint_ids: Sequence[
                now() - interval '1 day' + (g - {first}) * interval '{due_spread}', now()
         FROM generate_series({first}, {first + count - 1}) AS g
     """
+
+
+def seed_due(stack: Stack, prefix: str, count: int, endpoint_ids: Sequence[str]) -> None:
+    """`count` routed events `evt_<prefix>_<n>` and one due delivery for each, round-robin
+    over `endpoint_ids`; then VACUUM ANALYZE and a CHECKPOINT, so a drain starts clean."""
+    stack.pg.psql(seed_events(f"evt_{prefix}_", 1, count))
+    stack.pg.psql(seed_deliveries(f"dlv_{prefix}_", 1, count, endpoint_ids, f"evt_{prefix}_"))
+    stack.pg.psql("VACUUM ANALYZE event")
+    stack.pg.psql("VACUUM ANALYZE delivery")
+    stack.pg.psql("CHECKPOINT")
 
 
 # --- reading results back ----------------------------------------------------------------------
@@ -437,3 +483,50 @@ def reset_tables(stack: Stack, *, events: bool = True) -> None:
     stack.pg.psql("TRUNCATE delivery, attempt" + (", event" if events else ""))
     stack.pg.psql("UPDATE endpoint SET circuit_opened_at = NULL, consecutive_failures = 0,"
                   " circuit_probe_at = NULL, first_failure_at = NULL, last_success_at = NULL")
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def bench_main(doc: str, orchestrate, add_arguments=None, *, concurrency: int = 100,
+               runs: int | None = None, timeout: float | None = 300.0, check=None) -> int:
+    """Parse the options the dispatcher benchmarks share (`--concurrency`, and `--runs` and
+    `--timeout` when given defaults) plus `add_arguments(parser)`'s, then run
+    `orchestrate(args)` on uvloop: a BenchError is printed as `ERROR …` and exits 1.
+    `check(parser, args)` may refuse a combination of options."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if add_arguments is not None:
+        add_arguments(parser)
+    parser.add_argument("--concurrency", type=int, default=concurrency,
+                        help=f"RELAY_DISPATCH_CONCURRENCY ({concurrency})")
+    if runs is not None:
+        parser.add_argument("--runs", type=int, default=runs, help=f"runs ({runs})")
+    if timeout is not None:
+        parser.add_argument("--timeout", type=float, default=timeout,
+                            help=f"give up on a drain after this many seconds ({timeout:g})")
+    args = parser.parse_args()
+    if check is not None:
+        check(parser, args)
+    try:
+        return uvloop.run(orchestrate(args))
+    except BenchError as error:
+        say(f"ERROR {error}")
+        return 1
+
+
+def ratio_line(label: str, ratios: Sequence[float], target: float) -> str | None:
+    """Print the median and range of `ratios`; returns what was missed (None: met)."""
+    middle = median(ratios)
+    say(f"{label}: median {middle:.2f} (range {min(ratios):.2f}–{max(ratios):.2f}), "
+        f"target ≥ {target}")
+    return f"{middle:.2f} < {target}" if middle < target else None
+
+
+def verdict(problems: Sequence[str], missed: str | None = None) -> int:
+    """Print every problem and a missed target; the exit status."""
+    for problem in problems:
+        say(f"ERROR {problem}")
+    if missed:
+        say(f"MISSED target: {missed}")
+        return 1
+    return 1 if problems else 0

@@ -40,15 +40,14 @@ from typing import Any
 
 import asyncpg
 import psutil
-import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _dispatch_common import (  # noqa: E402
     BenchError,
     Dispatcher,
-    Nginx,
     Stack,
+    bench_main,
     connect,
     load_average,
     reset_tables,
@@ -56,6 +55,7 @@ from _dispatch_common import (  # noqa: E402
     seed_deliveries,
     seed_events,
     starved,
+    verdict,
     wait_for,
 )
 
@@ -264,13 +264,12 @@ async def deep_case(stack: Stack, endpoint_id: str, args: argparse.Namespace,
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
-    stack = Stack("backlog", concurrency=args.concurrency)
-    sink = Nginx()
+    stack = Stack("backlog", concurrency=args.concurrency, sink=True)
+    sink = stack.sink
     results: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
         stack.start()
-        sink.start()
         [endpoint_id] = stack.create_endpoints([{
             "url": sink.url("/hook"), "description": "backlog", "max_in_flight": 1000}])
         say(f"Inserting {args.events:,} events (1 KB JSON, routed) ...")
@@ -290,11 +289,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 results.append(result)
         finally:
             await connection.close()
-    except BenchError as error:
-        say(f"ERROR {error}")
-        return 1
     finally:
-        sink.stop()
         stack.close()
 
     shallow, deep = results
@@ -321,30 +316,26 @@ async def orchestrate(args: argparse.Namespace) -> int:
     say(f"  dispatcher RSS growth during the deep case: {growth / 2**20:.1f} MiB")
     if growth > 64 * 2**20:
         problems.append(f"the dispatcher's RSS grew by {growth / 2**20:.0f} MiB")
-    for problem in problems:
-        say(f"ERROR {problem}")
-    if ratio < TARGET_RATIO:
-        say(f"MISSED target: {ratio:.2f} < {TARGET_RATIO}")
-        return 1
-    return 1 if problems else 0
+    return verdict(problems, f"{ratio:.2f} < {TARGET_RATIO}" if ratio < TARGET_RATIO else None)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backlog", type=int, default=1_000_000,
                         help="due deliveries in the deep case (1000000)")
     parser.add_argument("--measure", type=int, default=20_000,
                         help="deliveries measured in each case, a multiple of 1000 (20000)")
     parser.add_argument("--events", type=int, default=100_000,
                         help="events the deliveries carry, round-robin (100000)")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="RELAY_DISPATCH_CONCURRENCY (100)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up on a phase after this many seconds (600)")
-    args = parser.parse_args()
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.events < args.measure + 2 * SHALLOW:
         parser.error("--events must be at least --measure + 2000")
-    return uvloop.run(orchestrate(args))
+
+
+def main() -> int:
+    return bench_main(__doc__, orchestrate, options, concurrency=100, timeout=600.0,
+                      check=check)
 
 
 if __name__ == "__main__":

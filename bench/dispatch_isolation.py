@@ -31,23 +31,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _dispatch_common import (  # noqa: E402
-    BenchError,
-    Nginx,
     Stack,
+    bench_main,
     drain,
     free_port,
     load_average,
-    median,
+    ratio_line,
     reset_tables,
     say,
-    seed_deliveries,
-    seed_events,
+    seed_due,
     starved,
+    verdict,
 )
 
 TARGET_RATIO = 0.9
@@ -100,12 +97,7 @@ async def phase(stack: Stack, label: str, endpoints: dict[str, str], beside: boo
     targets = ([endpoints["healthy"], endpoints["blackhole"], endpoints["failing"]] if beside
                else [endpoints["healthy"]])
     total = count * len(targets)
-    prefix = f"r{number}{label[0]}"
-    stack.pg.psql(seed_events(f"evt_{prefix}_", 1, total))
-    stack.pg.psql(seed_deliveries(f"dlv_{prefix}_", 1, total, targets, f"evt_{prefix}_"))
-    stack.pg.psql("VACUUM ANALYZE event")
-    stack.pg.psql("VACUUM ANALYZE delivery")
-    stack.pg.psql("CHECKPOINT")
+    seed_due(stack, f"r{number}{label[0]}", total, targets)
     say(f"  {label}: {count:,} healthy deliveries"
         + (f" + {count:,} to the black hole + {count:,} to the failing endpoint, interleaved"
            if beside else "") + f" ({load_average()})")
@@ -140,13 +132,12 @@ async def phase(stack: Stack, label: str, endpoints: dict[str, str], beside: boo
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
-    stack = Stack("isolation", concurrency=args.concurrency)
-    sink = Nginx()
+    stack = Stack("isolation", concurrency=args.concurrency, sink=True)
+    sink = stack.sink
     hole = BlackHole()
     runs: list[dict[str, Any]] = []
     try:
         stack.start()
-        sink.start()
         await hole.start()
         say(f"nginx on {sink.url('/')} (204 on /hook, 500 on /fail), black hole on "
             f"{hole.url()}; {load_average()}")
@@ -163,12 +154,8 @@ async def orchestrate(args: argparse.Namespace) -> int:
             run = {label: await phase(stack, label, endpoints, label == "beside", args,
                                       number, hole) for label in order}
             runs.append(run)
-    except BenchError as error:
-        say(f"ERROR {error}")
-        return 1
     finally:
         await hole.stop()
-        sink.stop()
         stack.close()
 
     say()
@@ -191,29 +178,20 @@ async def orchestrate(args: argparse.Namespace) -> int:
         say(f"{number:>3} {alone['rate']:>8,.0f} {beside['rate']:>8,.0f} {ratio:>6.2f}  "
             f"{bad('blackhole'):>22} {bad('failing'):>22}  "
             f"{starved(alone):.0%} / {starved(beside):.0%}")
-    say(f"beside / alone: median {median(ratios):.2f} (range {min(ratios):.2f}–"
-        f"{max(ratios):.2f}), target ≥ {TARGET_RATIO}")
-    problems = [p for run in runs for result in run.values() for p in result["problems"]]
-    for problem in problems:
-        say(f"ERROR {problem}")
-    if median(ratios) < TARGET_RATIO:
-        say(f"MISSED target: {median(ratios):.2f} < {TARGET_RATIO}")
-        return 1
-    return 1 if problems else 0
+    missed = ratio_line("beside / alone", ratios, TARGET_RATIO)
+    return verdict([p for run in runs for result in run.values() for p in result["problems"]],
+                   missed)
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--deliveries", type=int, default=15_000,
+                        help="deliveries to the healthy endpoint per drain (15000)")
+    parser.add_argument("--blackhole-timeout", type=float, default=10.0,
+                        help="the black-hole endpoint's timeout_seconds (10)")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=15_000,
-                        help="deliveries to the healthy endpoint per drain (15000)")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="RELAY_DISPATCH_CONCURRENCY (100)")
-    parser.add_argument("--blackhole-timeout", type=float, default=10.0,
-                        help="the black-hole endpoint's timeout_seconds (10)")
-    parser.add_argument("--runs", type=int, default=3, help="runs (3)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="give up on a drain after this many seconds (300)")
-    return uvloop.run(orchestrate(parser.parse_args()))
+    return bench_main(__doc__, orchestrate, options, concurrency=100, runs=3)
 
 
 if __name__ == "__main__":

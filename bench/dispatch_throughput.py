@@ -31,7 +31,6 @@ py-spy. Exits 1 on an error or a missed target.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import subprocess
@@ -45,16 +44,17 @@ from _dispatch_common import (  # noqa: E402
     PYTHON,
     ROOT,
     BenchError,
-    Nginx,
     Stack,
+    bench_main,
     drain,
     load_average,
     median,
+    ratio_line,
     reset_tables,
     say,
-    seed_deliveries,
-    seed_events,
+    seed_due,
     starved,
+    verdict,
 )
 
 TARGET_RATIO = 0.25
@@ -85,11 +85,7 @@ async def run_dispatcher(stack: Stack, endpoint_id: str, args: argparse.Namespac
                          number: int) -> dict[str, Any]:
     count = args.deliveries
     reset_tables(stack)
-    stack.pg.psql(seed_events(f"evt_r{number}_", 1, count))
-    stack.pg.psql(seed_deliveries(f"dlv_r{number}_", 1, count, [endpoint_id], f"evt_r{number}_"))
-    stack.pg.psql("VACUUM ANALYZE event")
-    stack.pg.psql("VACUUM ANALYZE delivery")
-    stack.pg.psql("CHECKPOINT")
+    seed_due(stack, f"r{number}", count, [endpoint_id])
     say(f"  dispatcher: {count:,} due deliveries inserted (pre-routed), starting "
         f"`manage.py dispatch` (concurrency {args.concurrency})")
     result = await drain(
@@ -112,12 +108,11 @@ async def run_dispatcher(stack: Stack, endpoint_id: str, args: argparse.Namespac
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
-    stack = Stack("throughput", concurrency=args.concurrency)
-    sink = Nginx()
+    stack = Stack("throughput", concurrency=args.concurrency, sink=True)
+    sink = stack.sink
     runs: list[dict[str, Any]] = []
     try:
         stack.start()
-        sink.start()
         say(f"nginx (204) on {sink.url()}; {load_average()}")
         [endpoint_id] = stack.create_endpoints([{
             "url": sink.url("/hook"), "description": "throughput", "max_in_flight": 1000,
@@ -135,11 +130,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 say("  aiohttp again, after the dispatcher (the ceiling is the mean of both):")
                 run["aiohttp"].append(run_client("aiohttp", sink.url("/baseline"), args))
             runs.append(run)
-    except BenchError as error:
-        say(f"ERROR {error}")
-        return 1
     finally:
-        sink.stop()
         stack.close()
     return report(runs, args)
 
@@ -185,41 +176,32 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> int:
     say("dispatcher's.")
     say(f"dispatcher RSS at most {max(run['dispatcher']['rss_mib'] for run in runs):.0f} MiB")
     problems = [problem for run in runs for problem in run["dispatcher"]["problems"]]
-    status = 1 if problems else 0
+    missed = None
     if all("aiohttp" in run for run in runs):
         ratios = [run["dispatcher"]["rate"] / ceiling(run)[0] for run in runs]
         cpu_ratios = [ceiling(run)[1] / run["dispatcher"]["dispatcher_us"] for run in runs]
-        say(f"dispatcher / aiohttp: median {median(ratios):.2f} (range {min(ratios):.2f}–"
-            f"{max(ratios):.2f}), target ≥ {TARGET_RATIO}")
+        missed = ratio_line("dispatcher / aiohttp", ratios, TARGET_RATIO)
         say(f"CPU per request aiohttp / per delivery dispatcher: median "
             f"{median(cpu_ratios):.2f} (what the ratio would be if both got the same CPU)")
-        if median(ratios) < TARGET_RATIO:
-            say(f"MISSED target: {median(ratios):.2f} < {TARGET_RATIO}")
-            status = 1
     if all("httpx" in run for run in runs):
         ratios = [run["dispatcher"]["rate"] / run["httpx"]["rps"] for run in runs]
         say(f"dispatcher / default httpx: median {median(ratios):.1f}×")
-    for problem in problems:
-        say(f"ERROR {problem}")
-    return status
+    return verdict(problems, missed)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deliveries", type=int, default=20_000,
                         help="deliveries the dispatcher drains per run (20000)")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="requests in flight: baselines and RELAY_DISPATCH_CONCURRENCY (100)")
-    parser.add_argument("--runs", type=int, default=3, help="runs (3)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="measured seconds of each baseline loop (5)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="record the dispatcher with py-spy into PREFIX.<run>.txt (raw)")
     parser.add_argument("--baselines", choices=["all", "aiohttp", "none"], default="all",
                         help="which baselines to run (all; `none` only for profiling)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="give up on a drain after this many seconds (300)")
-    return asyncio.run(orchestrate(parser.parse_args()))
+
+
+def main() -> int:
+    return bench_main(__doc__, orchestrate, options, concurrency=100, runs=3)
 
 
 if __name__ == "__main__":

@@ -364,16 +364,11 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
             raise HttpError(422, f"{name}: must not be null")
     if "filter" in given:
         _check_filter(payload.filter)
-    changed = [attribute for name, attribute in _PATCHABLE.items() if name in given]
-    for name, attribute in _PATCHABLE.items():
-        if name in given:
-            setattr(row, attribute, given[name])
+    changed = {attribute: given[name] for name, attribute in _PATCHABLE.items() if name in given}
     if changed:
-        row.updated_at = datetime.now(UTC)
-        await row.save(update_fields=[*changed, "updated_at"])
+        await _save(row, changed)
     if "enabled" in given and given["enabled"] != row.enabled:
-        await actions.set_endpoint_enabled(endpoint_id, given["enabled"])
-        row = await _endpoint_or_404(endpoint_id)
+        return await _set_enabled(endpoint_id, given["enabled"])
     return endpoint_out(row)
 
 
@@ -398,27 +393,36 @@ async def rotate_secret(request: HttpRequest, endpoint_id: str):
     row = await _endpoint_or_404(endpoint_id)
     secret = new_signing_secret()
     now = datetime.now(UTC)
-    row.previous_secret_encrypted = row.secret_encrypted
-    row.previous_secret_expires_at = now + ROTATION_OVERLAP
-    row.secret_encrypted = encrypt_secret(secret)
-    row.updated_at = now
-    await row.save(update_fields=["previous_secret_encrypted", "previous_secret_expires_at",
-                                  "secret_encrypted", "updated_at"])
+    await _save(row, {"previous_secret_encrypted": row.secret_encrypted,
+                      "previous_secret_expires_at": now + ROTATION_OVERLAP,
+                      "secret_encrypted": encrypt_secret(secret)}, now)
     return {**endpoint_out(row), "secret": secret}
+
+
+async def _save(row: Endpoint, fields: dict[str, Any], now: datetime | None = None) -> None:
+    """Write `fields` (attribute → value) with a new `updated_at`, which tells every
+    dispatcher to reload the endpoint."""
+    for attribute, value in fields.items():
+        setattr(row, attribute, value)
+    row.updated_at = now or datetime.now(UTC)
+    await row.save(update_fields=[*fields, "updated_at"])
+
+
+async def _set_enabled(endpoint_id: str, enabled: bool) -> dict[str, Any]:
+    """Enable or disable (its deliveries parked or made due again); the endpoint after."""
+    await _endpoint_or_404(endpoint_id)
+    await actions.set_endpoint_enabled(endpoint_id, enabled)
+    return endpoint_out(await _endpoint_or_404(endpoint_id))
 
 
 @router.post("/endpoints/{endpoint_id}/enable", response=EndpointOut, tags=["endpoints"])
 async def enable_endpoint(request: HttpRequest, endpoint_id: str):
-    await _endpoint_or_404(endpoint_id)
-    await actions.set_endpoint_enabled(endpoint_id, True)
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return await _set_enabled(endpoint_id, True)
 
 
 @router.post("/endpoints/{endpoint_id}/disable", response=EndpointOut, tags=["endpoints"])
 async def disable_endpoint(request: HttpRequest, endpoint_id: str):
-    await _endpoint_or_404(endpoint_id)
-    await actions.set_endpoint_enabled(endpoint_id, False)
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return await _set_enabled(endpoint_id, False)
 
 
 @router.post("/endpoints/{endpoint_id}/test", response={202: TestOut}, tags=["endpoints"])

@@ -2,10 +2,10 @@
 
 Two views, both refreshed exactly when an endpoint row changes (its `updated_at`):
 
-- `Subscriptions`: the enabled endpoints and what they want, for routing. Before each
-  routing batch one tiny query (`count(*)`, `max(updated_at)` over the endpoint table)
-  tells whether the cached list is still current, so an endpoint created, changed or
-  disabled through any process is seen by the very next batch.
+- `Subscriptions`: the enabled endpoints and what they want, for routing. Each routing
+  batch reads a stamp (`count(*)`, `max(updated_at)` over the endpoint table) with its
+  events, which tells whether the cached list is still current, so an endpoint created,
+  changed or disabled through any process is seen by the very next batch.
 - `Targets`: how to send to one endpoint (URL, headers, secrets, limits). The claim
   returns each endpoint's `updated_at` with its deliveries; a differing value reloads
   that endpoint. No per-delivery endpoint query.
@@ -17,6 +17,7 @@ from the claim instead, so they never invalidate these caches.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ import asyncpg
 from django.conf import settings
 
 from relay.crypto import decrypt_secret
+
+log = logging.getLogger("relay.dispatch")
 
 
 def _json(value: Any) -> Any:
@@ -53,9 +56,13 @@ class Subscriptions:
         self.items: list[Subscription] = []
         self.any_rule = False
 
-    async def refresh(self, connection: asyncpg.Connection) -> list[Subscription]:
-        row = await connection.fetchrow(self._STAMP)
-        stamp = (row["n"], row["changed"])
+    async def refresh(self, connection: asyncpg.Connection,
+                      stamp: tuple[int, datetime | None] | None = None) -> list[Subscription]:
+        """The current list; `stamp` (count, max updated_at) when the caller read it
+        already, else it is read here."""
+        if stamp is None:
+            row = await connection.fetchrow(self._STAMP)
+            stamp = (row["n"], row["changed"])
         if stamp != self._stamp:
             rows = await connection.fetch(self._LOAD)
             self.items = [
@@ -120,23 +127,43 @@ class Targets:
 
     def __init__(self) -> None:
         self._by_id: dict[str, Target] = {}
+        self.unreadable: dict[str, tuple[datetime, str]] = {}
+        """Endpoint id → (its updated_at, why) for endpoints whose secret cannot be
+        decrypted: their deliveries wait, the others' go on."""
         self.smallest_max_in_flight = 0
         """The smallest `max_in_flight` of the endpoints loaded so far (0: none yet)."""
 
     def get(self, endpoint_id: str) -> Target | None:
         return self._by_id.get(endpoint_id)
 
+    def _current(self, endpoint_id: str, changed: datetime) -> bool:
+        cached = self._by_id.get(endpoint_id)
+        if cached is not None:
+            return cached.updated_at == changed
+        broken = self.unreadable.get(endpoint_id)
+        return broken is not None and broken[0] == changed
+
     async def ensure(self, connection: asyncpg.Connection,
                      wanted: dict[str, datetime]) -> None:
         """Load the endpoints whose cached version differs from `wanted` (id → updated_at)."""
         stale = [endpoint_id for endpoint_id, changed in wanted.items()
-                 if (cached := self._by_id.get(endpoint_id)) is None
-                 or cached.updated_at != changed]
+                 if not self._current(endpoint_id, changed)]
         if not stale:
             return
         for row in await connection.fetch(self._LOAD, stale):
-            self._by_id[row["id"]] = target_from_row(row)
-        self.smallest_max_in_flight = min(t.max_in_flight for t in self._by_id.values())
+            endpoint_id = row["id"]
+            try:
+                self._by_id[endpoint_id] = target_from_row(row)
+            except RuntimeError as exc:  # decrypt_secret: RELAY_SECRET_KEY differs
+                self._by_id.pop(endpoint_id, None)
+                if endpoint_id not in self.unreadable:
+                    log.warning("dispatcher: deliveries to endpoint %s wait: %s",
+                                endpoint_id, exc)
+                self.unreadable[endpoint_id] = (row["updated_at"], str(exc))
+            else:
+                self.unreadable.pop(endpoint_id, None)
+        self.smallest_max_in_flight = min(
+            (target.max_in_flight for target in self._by_id.values()), default=0)
 
 
 def utcnow() -> datetime:

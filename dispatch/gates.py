@@ -12,6 +12,7 @@ so one slow or throttled endpoint never holds the process's slots.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 BURST_SECONDS = 0.1
@@ -102,3 +103,20 @@ class Gates:
         """The earliest time a token-starved gate can admit again (infinity if none)."""
         times = [gate.ready_at(now) for gate in self._gates.values()]
         return min((t for t in times if t > now), default=math.inf)
+
+
+def shared_allowances(allowances: Mapping[str, int],
+                      claims_out: Sequence[tuple[int, Mapping[str, int] | None]],
+                      ) -> tuple[dict[str, int], int]:
+    """What a claim may take of each gated endpoint while `claims_out` (rows asked for,
+    their allowances or None) wait for the database: the gate's allowance less what each
+    of them may still take of it (its allowance for the endpoint, else as much as the
+    gate admits, at most its rows). Also how many rows they may take of an endpoint
+    without a gate: all of theirs."""
+    reserved = sum(limit for limit, _ in claims_out)
+    left = {}
+    for endpoint_id, allowed in allowances.items():
+        taken = sum(min(allowed if theirs is None else theirs.get(endpoint_id, allowed), limit)
+                    for limit, theirs in claims_out)
+        left[endpoint_id] = max(0, allowed - taken)
+    return left, reserved

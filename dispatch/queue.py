@@ -52,11 +52,16 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts_count, c.retry_base, c.next_a
        e.enabled, e.updated_at AS endpoint_updated_at,
        e.circuit_opened_at, e.consecutive_failures, e.circuit_probe_at,
        ev.id IS NOT NULL AS event_exists, ev.body, ev.headers, ev.content_type,
-       ev.event_type, ev.source_slug
-FROM claimed c
-LEFT JOIN endpoint e ON e.id = c.endpoint_id
-LEFT JOIN event ev ON ev.id = c.event_id
+       ev.event_type, ev.source_slug, later.next_due
+FROM (SELECT min(next_attempt_at) AS next_due FROM delivery
+      WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()) AS later
+LEFT JOIN (claimed c
+           LEFT JOIN endpoint e ON e.id = c.endpoint_id
+           LEFT JOIN event ev ON ev.id = c.event_id) ON true
 """
+"""The leased rows with what sending them needs, each carrying `next_due` (when the
+earliest not-yet-due delivery becomes due); one row with `id` NULL when none was leased,
+so the claim answers both questions in one round trip."""
 
 _CLAIM = """
 WITH due AS (
@@ -75,26 +80,28 @@ WITH candidate AS (
       AND NOT (endpoint_id = ANY($3::text[]))
     ORDER BY next_attempt_at
     LIMIT $6
+    FOR UPDATE SKIP LOCKED
 ), ranked AS (
     SELECT c.id, c.next_attempt_at,
            row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id)
                AS rank,
-           coalesce(a.allowance, least(greatest(e.max_in_flight, 1), $2)) AS allowance
+           coalesce(a.allowance, least(greatest(greatest(e.max_in_flight, 1) - $9, 0), $2))
+               AS allowance
     FROM candidate c
     LEFT JOIN unnest($7::text[], $8::int[]) AS a(endpoint_id, allowance)
            ON a.endpoint_id = c.endpoint_id
     LEFT JOIN endpoint e ON e.id = c.endpoint_id
 ), due AS (
-    SELECT d.id FROM delivery d
-    WHERE d.id IN (SELECT id FROM ranked WHERE rank <= allowance
-                   ORDER BY next_attempt_at LIMIT $2)
-      AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now()
-    FOR UPDATE OF d SKIP LOCKED
+    SELECT id FROM ranked WHERE rank <= allowance ORDER BY next_attempt_at LIMIT $2
 )""" + _LEASE_AND_READ  # noqa: S608 - constant SQL text
 """The claim when some endpoints can take fewer than `limit` rows: the oldest
-`limit * CLAIM_SCAN_FACTOR` due deliveries are looked at (read, not locked), and of each
-endpoint's at most its allowance (given, else its `max_in_flight`) is locked and leased,
-so a claim does not lease rows the endpoint's gate would only hand back."""
+`limit * CLAIM_SCAN_FACTOR` due deliveries no other claim holds are locked, and of each
+endpoint's at most its allowance (given, else its `max_in_flight` less `reserved`) is
+leased, so a claim does not lease rows the endpoint's gate would only hand back. The candidates are locked
+with SKIP LOCKED (not only the rows picked from them): rows another dispatcher's claim is
+leasing at that moment are passed over and the scan goes on past them, instead of being
+picked, found locked and leaving the claim short. Candidates not leased are unlocked when
+the statement ends."""
 
 CLAIM_SCAN_FACTOR = 2
 """A claim within allowances looks at this many times `limit` due deliveries."""
@@ -128,22 +135,27 @@ class Claimed:
 async def claim(connection: asyncpg.Connection, owner: str, limit: int,
                 exclude: Sequence[str], default_timeout: float,
                 lease_margin: float,
-                allowances: Mapping[str, int] | None = None) -> list[Claimed]:
-    """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints.
+                allowances: Mapping[str, int] | None = None, reserved: int = 0,
+                ) -> tuple[list[Claimed], datetime | None]:
+    """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints;
+    returns them and when the earliest not-yet-due delivery becomes due (None: none).
 
     With `allowances` (endpoint id → rows it may take; an endpoint not in it may take its
-    `max_in_flight`), no endpoint gets more than its allowance, so a claim does not lease
-    rows the endpoint's gate would only hand back. The lease lasts the endpoint's timeout
+    `max_in_flight` less `reserved`, what claims of this process still out may take of
+    it), no endpoint gets more than its allowance, so a claim does not lease rows the
+    endpoint's gate would only hand back. The lease lasts the endpoint's timeout
     plus `lease_margin` seconds.
     """
     if allowances is not None:
         ids = list(allowances)
         rows = await connection.fetch(
             _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
-            lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids])
+            lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids],
+            reserved)
     else:
         rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
                                       lease_margin)
+    next_due = rows[0]["next_due"] if rows else None
     return [
         Claimed(
             id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],
@@ -159,8 +171,8 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
             content_type=row["content_type"] or "", event_type=row["event_type"],
             source_slug=row["source_slug"],
         )
-        for row in rows
-    ]
+        for row in rows if row["id"] is not None
+    ], next_due
 
 
 # --- giving claimed deliveries back without an attempt ------------------------------------
@@ -235,17 +247,6 @@ async def sweep_expired_leases(connection: asyncpg.Connection, limit: int = 1000
     return int(result.split()[-1])
 
 
-_NEXT_DUE = (
-    "SELECT min(next_attempt_at) FROM delivery"
-    " WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()"
-)
-
-
-async def next_due_at(connection: asyncpg.Connection) -> datetime | None:
-    """When the earliest not-yet-due delivery becomes due (None: nothing scheduled)."""
-    return await connection.fetchval(_NEXT_DUE)
-
-
 # --- creating deliveries ----------------------------------------------------------------------
 
 _INSERT_DELIVERIES = """
@@ -256,13 +257,17 @@ FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, event_id, endpoint_id)
 """
 
 
+def new_delivery_ids(count: int) -> list[str]:
+    return [new_id("dlv") for _ in range(count)]
+
+
 async def insert_deliveries(connection: asyncpg.Connection,
                             pairs: Iterable[tuple[str, str]]) -> list[str]:
     """One pending delivery per (event id, endpoint id), due now; returns the new ids."""
     pairs = list(pairs)
     if not pairs:
         return []
-    ids = [new_id("dlv") for _ in pairs]
+    ids = new_delivery_ids(len(pairs))
     await connection.execute(_INSERT_DELIVERIES, ids, [event_id for event_id, _ in pairs],
                              [endpoint_id for _, endpoint_id in pairs])
     return ids

@@ -1,4 +1,5 @@
-"""One HTTP attempt: sign, send the event's exact bytes, read at most 8 KiB of the answer.
+"""One HTTP attempt: sign, send the event's exact bytes, read at most 8 KiB of the answer
+(`dispatch.posting`).
 
 Never raises for anything the network or the subscriber does: every way an attempt can
 end is returned as an `AttemptResult`, classified where it arises.
@@ -16,6 +17,7 @@ import httpx
 
 from dispatch.endpoints import Target
 from dispatch.outgoing import outgoing_headers
+from dispatch.posting import post_capped
 from dispatch.queue import Claimed
 from dispatch.signing import signature_header
 from dispatch.ssrf import (
@@ -25,8 +27,6 @@ from dispatch.ssrf import (
     classify_send_error,
     describe_send_error,
 )
-
-RESPONSE_BODY_LIMIT = 8 * 1024
 
 
 @dataclass(slots=True)
@@ -40,30 +40,6 @@ class AttemptResult:
     error: str | None = None
     """None when a response came; else timeout, connect, dns, tls, ssrf_blocked, protocol."""
     error_detail: str | None = None
-
-
-def response_headers(headers: httpx.Headers) -> dict[str, str]:
-    """Lower-case names; a repeated header joined with ", "."""
-    joined: dict[str, str] = {}
-    for name, value in headers.multi_items():
-        name = name.lower()
-        joined[name] = f"{joined[name]}, {value}" if name in joined else value
-    return joined
-
-
-async def read_capped(response: httpx.Response, limit: int = RESPONSE_BODY_LIMIT) -> bytes:
-    """At most `limit` bytes of the body (decoded, as `aiter_bytes` gives it); the rest is
-    never read. Without a Content-Encoding the decoded bytes are the raw bytes: they are
-    read without httpx's decoding layers."""
-    chunks: list[bytes] = []
-    size = 0
-    encoded = "content-encoding" in response.headers
-    async for chunk in (response.aiter_bytes() if encoded else response.aiter_raw()):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -97,15 +73,11 @@ async def send(client: DeliveryClient, job: Claimed, target: Target, *,
     try:
         _check_literal_target(target.url, tuple(allowlist))
         async with asyncio.timeout(target.timeout):
-            response = await client.open_post(parsed_url(target.url), content=job.body,
-                                              headers=headers, timeout=target.timeout)
-            try:
-                body = await read_capped(response)
-            finally:
-                await response.aclose()
-        result.status_code = response.status_code
-        result.response_headers = response_headers(response.headers)
-        result.response_body = body.decode("utf-8", "replace")
+            answer = await post_capped(client, parsed_url(target.url), content=job.body,
+                                       headers=headers, timeout=target.timeout)
+        result.status_code = answer.status_code
+        result.response_headers = answer.headers
+        result.response_body = answer.body.decode("utf-8", "replace")
     except Exception as exc:  # noqa: BLE001 - every failure is an attempt outcome
         if isinstance(exc, TimeoutError):
             result.error = "timeout"

@@ -31,7 +31,7 @@ def secret_key(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One `v1,<base64>` signature."""
     signed = f"{msg_id}.{int(timestamp)}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(secret_key(secret), signed, hashlib.sha256)
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 

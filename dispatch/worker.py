@@ -25,7 +25,7 @@ from django.conf import settings
 from dispatch import queue
 from dispatch.address_policy import parse_allowlist
 from dispatch.endpoints import Target, Targets, utcnow
-from dispatch.gates import Gates
+from dispatch.gates import Gates, shared_allowances
 from dispatch.queue import Claimed, PutBack, pooled
 from dispatch.retry import (
     CIRCUIT_COOLDOWN_SECONDS,
@@ -49,6 +49,11 @@ CLAIMERS = 2
 PROBE_HOLD_SECONDS = 5.0
 """While a half-open circuit's probe is out, the endpoint's other due deliveries wait
 this long (at most the cool-down) before they are looked at again."""
+
+
+UNREADABLE_HOLD_SECONDS = 60.0
+"""A delivery whose endpoint's secret cannot be decrypted (RELAY_SECRET_KEY differs from
+the key it was stored with) waits this long before it is looked at again."""
 
 
 def new_owner() -> str:
@@ -97,6 +102,11 @@ class Dispatcher:
         self.missed_wake = False
         """A claimer woke while the other's claim was out and left the work to it: that
         one looks again when its claim is back instead of sleeping."""
+        self.claims_out: list[tuple[int, dict[str, int] | None]] = []
+        """(rows asked for, allowances) of each claim waiting for the database: a claim
+        that overlaps them leaves what they may still take of each endpoint, else it
+        would lease rows their deliveries are about to fill the gates with, only for the
+        gates to hand them back."""
         self.claim_failing = False
         self.probing: dict[str, str] = {}
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
@@ -120,18 +130,25 @@ class Dispatcher:
                 free = 0
             claimed_all = False
             if free > 0:
+                allowances, reserved = self._allowances(free)
+                mine = (free, allowances)
                 self.claiming += free
+                self.claims_out.append(mine)
                 try:
-                    claimed, jobs = await self.claim(free)
+                    claimed, jobs = await self.claim(free, allowances, reserved)
                     self.claim_failing = False
                 except Exception as exc:  # noqa: BLE001 - the database comes back; so do we
                     if not self.claim_failing:
                         log.warning("dispatcher: cannot claim deliveries (%s); retrying", exc)
                         self.claim_failing = True
-                    self.claiming -= free
+                    failed = True
+                else:
+                    failed = False
+                self.claiming -= free
+                self.claims_out.remove(mine)
+                if failed:
                     await self._sleep(min(5.0, self.poll_interval * 2))
                     continue
-                self.claiming -= free
                 for job, target in jobs:
                     self.start_send(job, target)
                 claimed_all = self.backlogged = claimed == free
@@ -143,19 +160,30 @@ class Dispatcher:
             if not claimed_all:
                 await self._sleep(self._until_next_work())
 
-    async def claim(self, free: int) -> tuple[int, list[tuple[Claimed, Target]]]:
-        """Lease up to `free` due deliveries; returns how many were leased and those to
-        send now. The rest went straight back: parked, held by a circuit, over a gate."""
+    def _allowances(self, free: int) -> tuple[dict[str, int] | None, int]:
+        """For a claim of `free` rows: what each gated endpoint may take (None when no
+        endpoint limits such a claim, see `queue.claim`), and how many rows the claims
+        already out may take of any endpoint without a gate."""
+        every = self.gates.allowances(time.monotonic(), below=math.inf)
+        left, reserved = shared_allowances(every, self.claims_out)
+        allowances = {endpoint_id: n for endpoint_id, n in left.items() if n < free}
+        if allowances or 0 < self.targets.smallest_max_in_flight < free + reserved:
+            return allowances, reserved
+        return None, reserved
+
+    async def claim(self, free: int, allowances: dict[str, int] | None = None,
+                    reserved: int = 0) -> tuple[int, list[tuple[Claimed, Target]]]:
+        """Lease up to `free` due deliveries (within `allowances`, less `reserved` of each
+        endpoint's `max_in_flight`: see `queue.claim`); returns how many were leased and
+        those to send now. The rest went straight back: parked, held by a circuit, over a
+        gate."""
         async with pooled() as connection:
-            clock = time.monotonic()
-            exclude = self.gates.blocked(clock) + sorted(self.probing)
-            allowances = self.gates.allowances(clock, below=free)
-            constrained = bool(allowances) or 0 < self.targets.smallest_max_in_flight < free
-            rows = await queue.claim(connection, self.owner, free, exclude,
-                                     settings.RELAY_DELIVERY_TIMEOUT, self.lease_margin,
-                                     allowances if constrained else None)
+            exclude = self.gates.blocked(time.monotonic()) + sorted(self.probing)
+            rows, next_due = await queue.claim(
+                connection, self.owner, free, exclude, settings.RELAY_DELIVERY_TIMEOUT,
+                self.lease_margin, allowances, reserved)
             if len(rows) < free:
-                self.next_due = await queue.next_due_at(connection)
+                self.next_due = next_due
             if not rows:
                 return 0, []
             await self.targets.ensure(connection, {
@@ -165,7 +193,10 @@ class Dispatcher:
             now, clock = utcnow(), time.monotonic()
             for job in rows:
                 target = self.targets.get(job.endpoint_id)
-                if not job.endpoint_exists or target is None:
+                if job.endpoint_exists and job.endpoint_id in self.targets.unreadable:
+                    back.append(PutBack(job.id, job.endpoint_id,
+                                        now + timedelta(seconds=UNREADABLE_HOLD_SECONDS)))
+                elif not job.endpoint_exists or target is None:
                     cancelled.append(job.id)
                 elif not job.event_exists:
                     orphaned.append(job.id)

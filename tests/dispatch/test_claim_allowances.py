@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import Counter
 
 from dispatch import queue
-from dispatch.gates import Gate, Gates
+from dispatch.gates import Gate, Gates, shared_allowances
 from dispatch.models import Endpoint
 from dispatch.queue import pooled
+from tests.dispatch.conftest import make_endpoint, make_source, post_event, wait_for_statuses
 
 FILL = """
 INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
@@ -38,14 +39,25 @@ def test_gates_report_only_allowances_below_the_claim_size():
     assert gates.allowances(0.0, below=100) == {"ep_a": 2}
 
 
-async def test_claim_within_allowances_leases_at_most_each_allowance(db):
+def test_a_claim_leaves_what_the_claims_out_may_still_take():
+    gates = {"ep_a": 8, "ep_b": 300, "ep_c": 0}
+    assert shared_allowances(gates, []) == (gates, 0)
+    # One claim of 50 out within allowances (ep_a 3; the others as much as admitted).
+    assert shared_allowances(gates, [(50, {"ep_a": 3, "ep_c": 0})]) == (
+        {"ep_a": 5, "ep_b": 250, "ep_c": 0}, 50)
+    # An unconstrained claim of 50 may take anything up to 50 rows, and two add up.
+    assert shared_allowances(gates, [(50, None), (20, None)]) == (
+        {"ep_a": 0, "ep_b": 230, "ep_c": 0}, 70)
+
+
+async def test_claim_within_allowances_leases_at_most_each_allowance(db_left_empty):
     for endpoint_id, cap in (("ep_a", 4), ("ep_b", 200), ("ep_c", 7)):
         await Endpoint.create(id=endpoint_id, url="http://127.0.0.1/", secret_encrypted="x",
                               max_in_flight=cap)
     async with pooled() as connection:
         await connection.execute(FILL)
         # ep_a's gate has 2 free slots; ep_b and ep_c have no gate: their max_in_flight.
-        rows = await queue.claim(connection, "me", 60, [], 15.0, 30.0, {"ep_a": 2})
+        rows, _ = await queue.claim(connection, "me", 60, [], 15.0, 30.0, {"ep_a": 2})
         taken = Counter(row.endpoint_id for row in rows)
         assert taken["ep_a"] == 2 and taken["ep_c"] == 7
         assert 0 < taken["ep_b"] <= 60 - 9 and set(taken) == {"ep_a", "ep_b", "ep_c"}
@@ -56,7 +68,83 @@ async def test_claim_within_allowances_leases_at_most_each_allowance(db):
             "SELECT count(*) FROM delivery WHERE status = 'delivering' AND lease_owner = 'me'")
         assert leased == len(rows)
         # An excluded endpoint gets nothing; without allowances the claim takes the oldest.
-        rows = await queue.claim(connection, "me", 10, ["ep_b"], 15.0, 30.0, {})
+        rows, _ = await queue.claim(connection, "me", 10, ["ep_b"], 15.0, 30.0, {})
         assert Counter(row.endpoint_id for row in rows) == {"ep_a": 4, "ep_c": 6}
-        rows = await queue.claim(connection, "me", 6, [], 15.0, 30.0)
+        rows, _ = await queue.claim(connection, "me", 6, [], 15.0, 30.0)
         assert len(rows) == 6
+        # Another claim of this process may still take 5 of each endpoint's max_in_flight.
+        rows, _ = await queue.claim(connection, "me", 60, [], 15.0, 30.0, {}, reserved=5)
+        taken = Counter(row.endpoint_id for row in rows)
+        assert taken["ep_a"] == 0 and taken["ep_c"] == 7 - 5 and taken["ep_b"] > 2
+
+
+ONE_ENDPOINT = """
+INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
+                      next_attempt_at, created_at)
+SELECT 'dlv_' || lpad(n::text, 26, '0'), 'evt_x', 'ep_a', 'pending', 0, 0,
+       now() - interval '1 hour' + n * interval '1 millisecond', now()
+FROM generate_series(1, 10) AS n
+"""
+
+
+async def test_a_claim_within_allowances_passes_over_rows_another_claim_holds(db_left_empty):
+    """Another dispatcher's claim holds the endpoint's oldest due rows (locked, not yet
+    leased): this claim takes the next ones instead of coming back short."""
+    await Endpoint.create(id="ep_a", url="http://127.0.0.1/", secret_encrypted="x",
+                          max_in_flight=2)
+    async with pooled() as other, pooled() as connection:
+        await connection.execute(ONE_ENDPOINT)
+        async with other.transaction():
+            await other.execute(
+                "SELECT id FROM delivery ORDER BY next_attempt_at LIMIT 2 FOR UPDATE")
+            # The gate's allowance, then the endpoint's max_in_flight (no gate yet).
+            for allowances in ({"ep_a": 2}, {}):
+                attempt = connection.transaction()
+                await attempt.start()
+                rows, _ = await queue.claim(connection, "me", 4, [], 15.0, 30.0, allowances)
+                await attempt.rollback()
+                assert sorted(row.id for row in rows) == [
+                    f"dlv_{n:026d}" for n in (3, 4)], allowances
+
+
+async def test_a_claim_says_when_the_next_delivery_is_due(db_left_empty):
+    await Endpoint.create(id="ep_a", url="http://127.0.0.1/", secret_encrypted="x")
+    async with pooled() as connection:
+        rows, next_due = await queue.claim(connection, "me", 5, [], 15.0, 30.0)
+        assert rows == [] and next_due is None
+        await connection.execute(ONE_ENDPOINT)
+        await connection.execute(
+            "UPDATE delivery SET next_attempt_at = now() + interval '1 hour'"
+            " WHERE id > 'dlv_' || lpad('8', 26, '0')")
+        later = await connection.fetchval("SELECT min(next_attempt_at) FROM delivery"
+                                          " WHERE next_attempt_at > now()")
+        rows, next_due = await queue.claim(connection, "me", 5, [], 15.0, 30.0)
+        assert len(rows) == 5 and next_due == later
+        rows, next_due = await queue.claim(connection, "me", 5, [], 15.0, 30.0, {})
+        assert len(rows) == 3 and next_due == later
+        rows, next_due = await queue.claim(connection, "me", 5, [], 15.0, 30.0)
+        assert rows == [] and next_due == later
+
+
+async def test_overlapping_claims_never_lease_what_the_gates_hand_back(
+        client, admin, sink, start_dispatcher, monkeypatch, db_left_empty):
+    """A backlog over many gated endpoints: one claim within allowances at a time, so no
+    claimed delivery is handed back because its endpoint's gate was full."""
+    handed_back: list[queue.PutBack] = []
+    put_back = queue.put_back
+
+    async def spy(connection, owner, items):
+        handed_back.extend(items)
+        await put_back(connection, owner, items)
+
+    monkeypatch.setattr(queue, "put_back", spy)
+    await make_source(client, admin, "shop")
+    paths = [sink.path() for _ in range(12)]
+    for path in paths:
+        sink.respond(path, 200, delay=0.05)
+        await make_endpoint(client, admin, sink.url(path), max_in_flight=2)
+    for n in range(8):
+        await post_event(client, "shop", {"n": n})
+    await start_dispatcher(concurrency=20)
+    await wait_for_statuses("succeeded", 96, timeout=30)
+    assert handed_back == []

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from standardwebhooks import Webhook
 
-from tests.dispatch.conftest import make_endpoint, make_source, post_event, wait_for_statuses
+from tests.dispatch.conftest import (
+    deliveries_of,
+    make_endpoint,
+    make_source,
+    post_event,
+    wait_for_statuses,
+)
 from tests.servers import wait_until
 
 
@@ -181,3 +187,27 @@ async def test_rotation_overlap_signs_with_both_secrets(client, admin, sink, dis
     latest = sink.received("/rotated")[1]
     assert latest.headers["webhook-signature"].count("v1,") == 1
     Webhook(rotated["secret"]).verify(latest.body, latest.headers)
+
+
+async def test_an_endpoint_whose_secret_cannot_be_read_holds_up_no_other(
+        client, admin, sink, dispatcher, db_left_empty):
+    from datetime import UTC, datetime, timedelta
+
+    from dispatch.models import Endpoint
+
+    await make_source(client, admin, "shop")
+    broken = await make_endpoint(client, admin, sink.url("/broken"))
+    fine = await make_endpoint(client, admin, sink.url("/fine"))
+    # As if stored under another RELAY_SECRET_KEY.
+    await Endpoint.filter(id=broken["id"]).update(secret_encrypted="gAAAAAnot-a-token",
+                                                   updated_at=datetime.now(UTC))
+    for _ in range(2):
+        await post_event(client, "shop")
+    await wait_for_statuses("succeeded", 2, endpoint_id=fine["id"])
+    assert sink.count("/fine") == 2 and sink.count("/broken") == 0
+    waiting = await deliveries_of(endpoint_id=broken["id"])
+    assert [row.status for row in waiting] == ["pending", "pending"]
+    assert all(row.attempts_count == 0 and row.next_attempt_at is not None
+               and row.next_attempt_at > datetime.now(UTC) + timedelta(seconds=30)
+               for row in waiting)
+    assert dispatcher.targets.unreadable.keys() == {broken["id"]}

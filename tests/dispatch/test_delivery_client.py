@@ -1,12 +1,17 @@
-"""The shared outgoing client's lean request path sends what httpx's own path would, and
-the client keeps no cookies between deliveries (real server on loopback)."""
+"""The shared outgoing client's lean request path sends what httpx's own path would, its
+answers are read capped, and it keeps no cookies between deliveries (real servers on
+loopback)."""
 
 from __future__ import annotations
+
+import asyncio
+import gzip
 
 import httpx
 import pytest
 from aiohttp import web
 
+from dispatch.posting import RESPONSE_BODY_LIMIT, post_capped
 from dispatch.ssrf import build_http_client
 
 CASES = [
@@ -31,6 +36,68 @@ async def test_post_request_is_what_build_request_builds(url, body, headers):
     assert type(actual.stream) is type(expected.stream)
 
 
+class RawServer:
+    """Records each request's bytes and answers every request with `answer` (keep-alive)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                self.requests.append(head + await reader.readexactly(length))
+                writer.write(self.answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def http_answer(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{n}: {v}" for n, v in headers),
+             f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def test_post_capped_joins_repeated_headers_and_caps_the_body():
+    big = b"0123456789" * 2000
+    server = RawServer(http_answer("201 Created", [("X-One", "1"), ("x-one", "2")], big))
+    async with server as base, build_http_client(max_connections=1, timeout=5,
+                                                 allowlist=["127.0.0.1"]) as client:
+        answer = await post_capped(client, httpx.URL(base + "/hook?q=1"), content=b'{"a": 1}',
+                                   headers={"content-type": "application/json"}, timeout=5)
+    assert (answer.status_code, answer.headers["x-one"]) == (201, "1, 2")
+    assert answer.body == big[:RESPONSE_BODY_LIMIT]
+    assert server.requests[0].startswith(b"POST /hook?q=1 HTTP/1.1\r\n")
+    assert server.requests[0].endswith(b'\r\n\r\n{"a": 1}')
+
+
+async def test_post_capped_decodes_an_encoded_answer():
+    text = b'{"ok": true}' * 2000
+    server = RawServer(http_answer("200 OK", [("Content-Encoding", "gzip")],
+                                   gzip.compress(text)))
+    async with server as base, build_http_client(max_connections=1, timeout=5,
+                                                 allowlist=["127.0.0.1"]) as client:
+        answer = await post_capped(client, httpx.URL(base + "/"), content=b"{}", headers={},
+                                   timeout=5)
+    assert answer.body == text[:RESPONSE_BODY_LIMIT]
+
+
 async def test_a_cookie_set_by_one_endpoint_is_never_sent_again():
     seen: list[tuple[str, str | None]] = []
 
@@ -51,9 +118,10 @@ async def test_a_cookie_set_by_one_endpoint_is_never_sent_again():
         async with build_http_client(max_connections=2, timeout=5,
                                      allowlist=["127.0.0.1"]) as client:
             for path in ("/endpoint-a", "/endpoint-b", "/endpoint-a"):
-                response = await client.open_post(
-                    httpx.URL(f"http://127.0.0.1:{port}{path}"), content=b"{}",
-                    headers={"content-type": "application/json"}, timeout=5)
+                url = httpx.URL(f"http://127.0.0.1:{port}{path}")
+                headers = {"content-type": "application/json"}
+                response = await client.open_post(url, content=b"{}", headers=headers,
+                                                  timeout=5)
                 await response.aread()
                 await response.aclose()
                 assert response.status_code == 200

@@ -20,7 +20,7 @@ async def listener_pids() -> set[int]:
 
 
 async def test_notify_wakes_the_dispatcher_even_after_its_connection_drops(
-        client, admin, sink, start_dispatcher):
+        client, admin, sink, start_dispatcher, db_left_empty):
     await make_source(client, admin, "shop")
     await make_endpoint(client, admin, sink.url("/woken"))
     await start_dispatcher(poll_interval=60)
