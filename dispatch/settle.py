@@ -154,6 +154,7 @@ class SettleWriter:
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._holding: set[asyncio.Task] = set()
 
     def add(self, item: Settlement) -> None:
         self._items.append(item)
@@ -207,15 +208,34 @@ class SettleWriter:
                 item.applied = item.job.id in applied
             await self._write_health(connection, health)
             for endpoint_id, state in health.items():
-                if state.opened is not None:
-                    until = state.opened + timedelta(seconds=self.circuit_cooldown)
-                    await hold_endpoint(connection, endpoint_id, until)
                 if state.disable_reason and await disable_endpoint(
                         connection, endpoint_id, state.disable_reason):
                     disabled[endpoint_id] = state.disable_reason
+        # After the commit, beside the next batches: results are not kept waiting (nor
+        # their rows locked) while an opened circuit's backlog is pushed back.
+        opened = {endpoint_id: state.opened for endpoint_id, state in health.items()
+                  if state.opened is not None}
+        if opened:
+            task = asyncio.get_running_loop().create_task(self._hold(opened))
+            self._holding.add(task)
+            task.add_done_callback(self._holding.discard)
         self._publish(batch, disabled)
         if self.on_written is not None:
             self.on_written(batch)
+
+    async def _hold(self, opened: dict[str, datetime]) -> None:
+        """Push back the backlogs of endpoints whose circuit just opened. A failure here
+        must not send the (committed) batch round again: it is logged, and the deliveries
+        left due are held one by one by the claim's circuit check instead."""
+        try:
+            async with pooled() as connection:
+                for endpoint_id, at in opened.items():
+                    await hold_endpoint(connection, endpoint_id,
+                                        at + timedelta(seconds=self.circuit_cooldown))
+        except Exception as exc:  # noqa: BLE001 - an optimisation; the claim checks anyway
+            log.warning("dispatcher: could not hold back the deliveries of %s after its "
+                        "circuit opened (%s); they are held as they come due",
+                        ", ".join(opened), exc)
 
     async def _lock_health(self, connection: asyncpg.Connection,
                            batch: list[Settlement]) -> dict[str, _Health]:
