@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,16 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import PYTHON, ROOT, BenchError, Postgres, Server, free_port, http_json  # noqa: E402
+from _servers import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    BenchError,
+    Postgres,
+    Server,
+    free_port,
+    http_json,
+    wait_for_port,
+)
 from ingest import manage, relay_env  # noqa: E402
 
 __all__ = [
@@ -123,19 +131,6 @@ class Nginx:
     def stop(self) -> None:
         stop_process(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
 def stop_process(process: subprocess.Popen | None, timeout: float = 20.0) -> None:

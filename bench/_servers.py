@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 from tests.servers import PgCluster, free_port  # noqa: E402
 
 __all__ = ["PYTHON", "ROOT", "BenchError", "PgCluster", "free_port", "Postgres", "Server",
-           "run_loadgen", "http_json"]
+           "run_loadgen", "http_json", "wait_for_port"]
 
 
 class BenchError(RuntimeError):
@@ -118,6 +118,20 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 60) -> None:
+    """Until `process` listens on 127.0.0.1:`port`; BenchError when it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{name} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
 def http_json(method: str, url: str, payload: Any = None, headers: dict[str, str] | None = None,

@@ -62,6 +62,7 @@ from _servers import (  # noqa: E402
     Server,
     free_port,
     http_json,
+    wait_for_port,
 )
 
 TARGET_P99_MS = 250.0
@@ -521,21 +522,6 @@ class Processes:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-
-
-def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise BenchError(f"{name} did not listen on {port} within {timeout:.0f} s")
 
 
 class CpuMeter:
