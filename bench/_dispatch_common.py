@@ -35,9 +35,10 @@ from _servers import (  # noqa: E402
     Server,
     free_port,
     http_json,
+    migrated_with_token,
     wait_for_port,
 )
-from ingest import manage, relay_env  # noqa: E402
+from ingest import relay_env  # noqa: E402
 
 __all__ = [
     "drain", "starved", "reset_tables", "start_profiler", "postgres_cpu_seconds", "connect",
@@ -179,8 +180,7 @@ class Stack:
         say("Starting PostgreSQL 16 (fsync on, synchronous_commit on) on 127.0.0.1 ...")
         self.pg.start()
         say("Migrating Relay's schema ...")
-        manage(self.env, "migrate")
-        self.token = manage(self.env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+        self.token = migrated_with_token(self.env)
         if self.sink is not None:
             self.sink.start()
 

@@ -25,7 +25,8 @@ if str(ROOT) not in sys.path:
 from tests.servers import PgCluster, free_port  # noqa: E402
 
 __all__ = ["PYTHON", "ROOT", "BenchError", "PgCluster", "free_port", "Postgres", "Server",
-           "run_loadgen", "http_json", "wait_for_port"]
+           "run_loadgen", "http_json", "wait_for_port", "manage",
+           "migrated_with_token"]
 
 
 class BenchError(RuntimeError):
@@ -118,6 +119,20 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    completed = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=120)
+    if completed.returncode != 0:
+        raise BenchError(f"manage.py {' '.join(args)} failed:\n{completed.stdout}{completed.stderr}")
+    return completed.stdout
+
+
+def migrated_with_token(env: dict[str, str], name: str = "bench") -> str:
+    """Migrate the database `env` points at; returns a new admin token."""
+    manage(env, "migrate")
+    return manage(env, "createtoken", "--name", name).strip().splitlines()[-1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 60) -> None:

@@ -34,7 +34,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _servers import PYTHON, ROOT, BenchError, Postgres, Server, http_json, run_loadgen
+from _servers import (
+    PYTHON,
+    BenchError,
+    Postgres,
+    Server,
+    http_json,
+    migrated_with_token,
+    run_loadgen,
+)
 
 SOURCE_SLUG = "bench"
 SIGNATURE_HEADER = "x-signature"
@@ -78,14 +86,6 @@ def relay_env(database_url: str, data_dir: Path, pool_size: int,
         "DJANGO_SETTINGS_MODULE": "relay.settings",
     })
     return env
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    completed = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=120)
-    if completed.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{completed.stdout}{completed.stderr}")
-    return completed.stdout
 
 
 def create_source(relay: Server, token: str, secret: str) -> None:
@@ -254,8 +254,7 @@ def main() -> int:
         pg.start()
         env = relay_env(pg.url, workdir / "relay-data", args.pool_size, args.request_log)
         say("Migrating Relay's schema ...")
-        manage(env, "migrate")
-        token = manage(env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+        token = migrated_with_token(env)
 
         say("Starting the servers (uvicorn, 1 worker, uvloop, httptools, no access log) ...")
         relay = Server("relay", "relay.asgi:application", env, workdir)

@@ -62,6 +62,7 @@ from _servers import (  # noqa: E402
     Server,
     free_port,
     http_json,
+    migrated_with_token,
     wait_for_port,
 )
 
@@ -489,14 +490,6 @@ def relay_env(database_url: str, redis_url: str, data_dir: Path) -> dict[str, st
     return env
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    completed = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=120)
-    if completed.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{completed.stdout}{completed.stderr}")
-    return completed.stdout
-
-
 class Processes:
     """Every process the benchmark starts; all stopped at the end."""
 
@@ -762,8 +755,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                                           "no", "--port", str(redis_port), "--bind", "127.0.0.1"])
         wait_for_port(redis_port, redis, "redis-server")
         env = relay_env(pg.url, f"redis://127.0.0.1:{redis_port}/0", workdir / "relay-data")
-        manage(env, "migrate")
-        token = manage(env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+        token = migrated_with_token(env)
         relay = (ProfiledServer if args.profile_web else Server)(
             "relay", "relay.asgi:application", env, workdir)
         if args.profile_web:

@@ -37,8 +37,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import PYTHON, ROOT, BenchError, Postgres, Server, run_loadgen  # noqa: E402
-from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, manage, relay_env, webhook_body  # noqa: E402
+from _servers import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    BenchError,
+    Postgres,
+    Server,
+    migrated_with_token,
+    run_loadgen,
+)
+from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, relay_env, webhook_body  # noqa: E402
 
 from relay.retention import DEFAULT_SHARE  # noqa: E402
 
@@ -166,8 +174,7 @@ def main() -> int:
         env = relay_env(pg.url, workdir / "relay-data", 10)
         env["RELAY_METRICS_DIR"] = str(workdir / "metrics")
         env["RELAY_REQUEST_LOG"] = "false"
-        manage(env, "migrate")
-        token = manage(env, "createtoken", "--name", "bench").strip().splitlines()[-1]
+        token = migrated_with_token(env)
         seed(pg, args.events)
 
         relay = Server("relay", "relay.asgi:application", env, workdir)

@@ -46,8 +46,16 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import PYTHON, ROOT, BenchError, Postgres, Server, free_port  # noqa: E402
-from ingest import manage, relay_env  # noqa: E402
+from _servers import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    BenchError,
+    Postgres,
+    Server,
+    free_port,
+    migrated_with_token,
+)
+from ingest import relay_env  # noqa: E402
 
 FAILING_SCHEDULE = [1, 2, 4]
 HANGING_SCHEDULE = [1, 2]
@@ -326,8 +334,7 @@ async def soak(args: argparse.Namespace, workdir: Path, pg: Postgres, redis_url:
     env.update({"RELAY_TARGET_ALLOWLIST": "127.0.0.1", "RELAY_REDIS_URL": redis_url,
                 "RELAY_METRICS_DIR": str(workdir / "metrics"), "RELAY_LOG_LEVEL": "WARNING",
                 "RELAY_DISPATCH_CONCURRENCY": "100"})
-    manage(env, "migrate")
-    token = manage(env, "createtoken", "--name", "soak").strip().splitlines()[-1]
+    token = migrated_with_token(env, "soak")
     relay = Server("web", "relay.asgi:application", env, workdir)
     relay.start()
     subscribers = Subscribers()
