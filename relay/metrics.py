@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import glob
 import logging
 import os
 import re
@@ -233,9 +234,33 @@ class DatabaseCollector(Collector):
         yield circuits
 
 
+MMAP_HEADER_BYTES = 8
+
+
+class ProcessFilesCollector(MultiProcessCollector):
+    """prometheus-client's multi-process collector, leaving out files not written yet.
+
+    A process creates its file empty and sizes it a moment later; a scrape in between
+    (any process starting, or one killed at that moment, whose empty file stays) made the
+    stock collector fail on the empty file, and /metrics answer 500.
+    """
+
+    def collect(self):  # noqa: ANN201 - prometheus-client's signature
+        files = [path for path in glob.glob(os.path.join(self._path, "*.db"))
+                 if _size(path) >= MMAP_HEADER_BYTES]
+        return self.merge(files, accumulate=True)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # removed meanwhile (mark_process_dead)
+        return 0
+
+
 def render(gauges: dict[str, float] | None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry, path=str(METRICS_DIR))
+    ProcessFilesCollector(registry, path=str(METRICS_DIR))
     registry.register(DatabaseCollector(gauges))
     return generate_latest(registry)
 

@@ -156,3 +156,17 @@ async def test_nothing_due_means_zero_lag(client, admin):
     parsed = await _scrape(client, admin)
     assert value(parsed, "relay_oldest_due_delivery_age_seconds") == 0
     assert value(parsed, "relay_deliveries_pending") == 0
+
+
+async def test_a_process_file_not_sized_yet_does_not_break_the_scrape(client, admin):
+    """A process creates its metrics file empty and sizes it a moment later (or was
+    killed in between): a scrape meanwhile still answers, with everyone else's counts."""
+    from relay.metrics import METRICS_DIR
+
+    empty = METRICS_DIR / "counter_999999999.db"
+    empty.touch()
+    try:
+        scraped = await _scrape(client, admin)
+    finally:
+        empty.unlink()
+    assert any(name.startswith("relay_") for name, _ in scraped)
