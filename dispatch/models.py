@@ -7,11 +7,17 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 
 DELIVERY_STATUSES = ("pending", "delivering", "retrying", "succeeded", "failed", "cancelled")
+ENDPOINT_KINDS = ("webhook", "slack", "discord", "teams", "email", "cli")
 
 
 class Endpoint(Model):
     id = fields.CharField(max_length=40, primary_key=True)
     url = fields.TextField()
+    kind = fields.CharField(max_length=16, default="webhook", db_default="webhook")
+    """How deliveries are sent: `webhook` forwards the request; the others notify (see
+    ENDPOINT_KINDS); `cli` deliveries are pulled by a connected `relay listen`."""
+    template = fields.JSONField(null=True)
+    """Message or body templates: {"title", "text", "fields", "body"}; null = the preset."""
     description = fields.TextField(default="")
     enabled = fields.BooleanField(default=True)
     disabled_reason = fields.TextField(null=True)
