@@ -1,4 +1,4 @@
-"""Admin API for endpoints, deliveries and replays (DESIGN.md, "HTTP surface")."""
+"""Admin API for endpoints, deliveries and replays (the HTTP surface in docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Which events an endpoint wants: event-type patterns, source slugs and the JSON filter.
 
-The filter language (DESIGN.md, "Filter") is evaluated against the event's parsed JSON
-body. A filter is an object; every key must hold:
+The filter language (docs/api.md, "The JSON filter language") is evaluated against the
+event's parsed JSON body. A filter is an object; every key must hold:
 
 - a dotted path (`data.object.status`; a numeric segment indexes an array) whose value is
   a plain JSON value (equality; against an array in the body, any element equal is enough),

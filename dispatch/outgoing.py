@@ -1,4 +1,4 @@
-"""The headers of an outgoing delivery (DESIGN.md, "Outgoing request headers")."""
+"""The headers of an outgoing delivery (docs/api.md, "Verifying Relay's signature")."""
 
 from __future__ import annotations
 

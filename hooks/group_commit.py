@@ -4,7 +4,7 @@ PostgreSQL serializes the commits of transactions that sent a `NOTIFY`: a cluste
 lock is taken before the commit and held until its WAL record is flushed. With one
 transaction per webhook every commit waits for the previous one's flush, so ingest is
 capped by the flush rate and by how fast the lock passes between backends, whatever the
-pool size (measured here: about 3× fewer inserts per second than without the NOTIFY).
+pool size (docs/benchmarks.md, "What makes ingest fast").
 
 So a row is written at once when fewer than `max_in_flight` writes are under way;
 otherwise it waits, and the next write takes every row that waited: one statement

@@ -29,9 +29,9 @@ CLOSE_UNAUTHORIZED = 4401
 SEND_INTERVAL = 0.05
 """At most one frame per client per this many seconds: a message after a quiet spell
 leaves at once; under load each frame carries what arrived meanwhile. A frame costs the
-web process about 100 µs per client whatever its size (the socket write, mostly): at
-25 ms, 20 clients of a saturated web process took 462 µs per ingest request instead of
-420 at 50 ms. 50 ms adds at most 50 ms to a message's way to the client."""
+web process about the same whatever its size (the socket write, mostly), so fewer, larger
+frames leave more of it to ingest; the interval is also the most it adds to a message's
+way to the client."""
 MAX_CLIENT_MESSAGE = 64 * 1024
 
 

@@ -1,8 +1,8 @@
 """Live messages as JSON text: encoded once per process, for every client that wants them.
 
-orjson, not the standard library: at 1,000 events/s the hub encodes 3,000 messages a
-second, and `json.dumps` spent about 10 µs on each (a third of the live stream's CPU in
-the web process); orjson takes well under 1 µs. A whole batch is encoded in one call. The
+orjson, not the standard library: the hub encodes three messages per event, and
+`json.dumps` was a large share of the live stream's CPU in the web process (see
+docs/benchmarks.md). A whole batch is encoded in one call. The
 text is what `json.dumps(message, separators=(",", ":"), default=str)` gives, except
 that non-ASCII characters are written as UTF-8 rather than `\\u` escapes (the same JSON)
 and a datetime that slipped in is written in ISO 8601 like every time on the wire.

@@ -57,7 +57,7 @@ def _rounded(value: Any, digits: int = 1) -> float | None:
 
 
 def shape(row: dict[str, Any], seconds: float = 1.0) -> dict[str, Any]:
-    """The wire form of one stats row (see DESIGN.md, WebSocket `stats`)."""
+    """The wire form of one stats row (docs/api.md, the live stream's `stats`)."""
     attempts = int(row.get("attempts") or 0)
     succeeded = int(row.get("succeeded") or 0)
     return {

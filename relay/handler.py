@@ -2,8 +2,7 @@
 
 Django 5.2's ASGIHandler wraps every request in a new `ThreadSensitiveContext` and runs
 `request_started`/`request_finished` receivers and `response.close()` through
-`sync_to_async`: about two thread starts per request and ~1 ms of CPU with the event
-loop waiting on them. Relay's views are all async and its signal receivers are cheap
+`sync_to_async`: thread hops on every request, with the event loop waiting on them. Relay's views are all async and its signal receivers are cheap
 and non-blocking, so this handler calls them inline. Everything else (middleware,
 URL resolution, exception handling, response encoding) is Django's own code.
 

@@ -1,8 +1,8 @@
 """Prometheus metrics, safe across processes: every uvicorn worker and every dispatcher
 writes its own files in RELAY_METRICS_DIR, and `GET /metrics` adds them up.
 
-What the hot paths pay is a counter increment and a histogram observation (a few
-µs, no lock shared with another process). Numbers that live in the database (the
+What the hot paths pay is a counter increment and a histogram observation (no lock
+shared with another process). Numbers that live in the database (the
 queue, endpoint circuits) are read when Prometheus scrapes, with one short query.
 
 For the dispatcher:

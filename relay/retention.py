@@ -39,10 +39,8 @@ log = logging.getLogger("relay.retention")
 REJECTED_RETENTION_DAYS = 7
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_SHARE = 0.1
-"""The part of the time the purge spends deleting. Measured with bench/purge.py against
-10 M expired events on 2 shared cores (PostgreSQL, Relay and the load generator on the
-same cores): ingest kept 1.02 of its rate at 0.1 (≈ 1,700 events purged a second) and
-0.88 flat out (share 1, ≈ 34,000 a second)."""
+"""The part of the time the purge spends deleting; what it costs ingest is measured by
+bench/purge.py (docs/benchmarks.md, "Retention purge")."""
 ACTIVE_STATUSES = ("pending", "retrying", "delivering")
 _ACTIVE_SQL = "('pending', 'retrying', 'delivering')"
 
