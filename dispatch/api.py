@@ -14,9 +14,9 @@ from ninja.errors import HttpError
 from ninja.responses import Status
 from pydantic import field_validator
 
-from dispatch import actions
+from dispatch import actions, states
 from dispatch.filters import FilterError, validate_filter
-from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
+from dispatch.models import Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
@@ -463,8 +463,8 @@ async def list_deliveries(request: HttpRequest, endpoint: str | None = None,
     if event:
         queryset = queryset.filter(event_id=event)
     if status:
-        if status not in DELIVERY_STATUSES:
-            raise HttpError(422, f"status: must be one of {', '.join(DELIVERY_STATUSES)}")
+        if status not in states.ALL:
+            raise HttpError(422, f"status: must be one of {', '.join(states.ALL)}")
         queryset = queryset.filter(status=status)
     rows, next_cursor = await paginate(queryset, limit, cursor)
     return {"data": [delivery_out(row) for row in rows], "next_cursor": next_cursor}
@@ -481,9 +481,9 @@ async def get_delivery(request: HttpRequest, delivery_id: str):
              tags=["deliveries"])
 async def retry_delivery(request: HttpRequest, delivery_id: str):
     row = await _delivery_or_404(delivery_id)
-    if row.status == "delivering":
+    if row.status == states.DELIVERING:
         raise HttpError(409, "the delivery is being attempted right now")
-    if row.status == "cancelled" or not await Endpoint.exists(id=row.endpoint_id,
+    if row.status == states.CANCELLED or not await Endpoint.exists(id=row.endpoint_id,
                                                                deleted_at=None):
         raise HttpError(409, "the delivery's endpoint was deleted")
     if not await actions.retry_delivery(row.id, row.endpoint_id):

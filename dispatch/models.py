@@ -6,7 +6,8 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-DELIVERY_STATUSES = ("pending", "delivering", "retrying", "succeeded", "failed", "cancelled")
+from dispatch import states
+
 ENDPOINT_KINDS = ("webhook", "slack", "discord", "teams", "email", "cli")
 
 
@@ -50,7 +51,7 @@ class Delivery(Model):
     id = fields.CharField(max_length=40, primary_key=True)
     event_id = fields.CharField(max_length=40)
     endpoint_id = fields.CharField(max_length=40)
-    status = fields.CharField(max_length=12, default="pending")
+    status = fields.CharField(max_length=12, default=states.PENDING)
     attempts_count = fields.IntField(default=0)
     retry_base = fields.IntField(default=0, db_default=0)
     """`attempts_count` when the delivery was last retried or recovered by hand: the retry

@@ -21,6 +21,15 @@ from typing import Any
 import asyncpg
 from tortoise import connections
 
+from dispatch.states import (
+    ACTIVE_SQL,
+    CANCELLED,
+    DELIVERING,
+    FAILED,
+    PENDING,
+    RETRYING,
+    WAITING_SQL,
+)
 from relay.ids import new_id
 
 DUE_CHANNEL = "relay_due"
@@ -38,9 +47,9 @@ async def notify_due(connection: asyncpg.Connection) -> None:
 
 # --- claim ---------------------------------------------------------------------------------
 
-_LEASE_AND_READ = """, claimed AS (
+_LEASE_AND_READ = f""", claimed AS (
     UPDATE delivery d
-    SET status = 'delivering', lease_owner = $1,
+    SET status = '{DELIVERING}', lease_owner = $1,
         lease_expires_at = now() + make_interval(secs => coalesce(
             (SELECT e.timeout_seconds FROM endpoint e WHERE e.id = d.endpoint_id), $4) + $5)
     FROM due WHERE d.id = due.id
@@ -54,29 +63,29 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts_count, c.retry_base, c.next_a
        ev.id IS NOT NULL AS event_exists, ev.body, ev.headers, ev.content_type,
        ev.event_type, ev.source_slug, later.next_due
 FROM (SELECT min(next_attempt_at) AS next_due FROM delivery
-      WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()) AS later
+      WHERE status IN {WAITING_SQL} AND next_attempt_at > now()) AS later
 LEFT JOIN (claimed c
            LEFT JOIN endpoint e ON e.id = c.endpoint_id
            LEFT JOIN event ev ON ev.id = c.event_id) ON true
-"""
+"""  # noqa: S608 - constants only; values are bound
 """The leased rows with what sending them needs, each carrying `next_due` (when the
 earliest not-yet-due delivery becomes due); one row with `id` NULL when none was leased,
 so the claim answers both questions in one round trip."""
 
-_CLAIM = """
+_CLAIM = f"""
 WITH due AS (
     SELECT id FROM delivery
-    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+    WHERE status IN {WAITING_SQL} AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
     ORDER BY next_attempt_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )""" + _LEASE_AND_READ  # noqa: S608 - constant SQL text
 
-_CLAIM_WITHIN_ALLOWANCES = """
+_CLAIM_WITHIN_ALLOWANCES = f"""
 WITH candidate AS (
     SELECT id, endpoint_id, next_attempt_at FROM delivery
-    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+    WHERE status IN {WAITING_SQL} AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
     ORDER BY next_attempt_at
     LIMIT $6
@@ -181,15 +190,15 @@ _LOCK_ENDPOINTS_SHARED = (
     "SELECT id FROM endpoint WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE"
 )
 
-_PUT_BACK = """
+_PUT_BACK = f"""
 UPDATE delivery d
-SET status = CASE WHEN d.attempts_count > 0 THEN 'retrying' ELSE 'pending' END,
+SET status = CASE WHEN d.attempts_count > 0 THEN '{RETRYING}' ELSE '{PENDING}' END,
     next_attempt_at = CASE WHEN v.park THEN (CASE WHEN e.enabled THEN now() END)
                            ELSE v.next_at END,
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($2::text[], $3::timestamptz[], $4::bool[]) AS v(id, next_at, park), endpoint e
-WHERE d.id = v.id AND e.id = d.endpoint_id AND d.lease_owner = $1 AND d.status = 'delivering'
-"""
+WHERE d.id = v.id AND e.id = d.endpoint_id AND d.lease_owner = $1 AND d.status = '{DELIVERING}'
+"""  # noqa: S608 - constants only; values are bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +226,11 @@ async def put_back(connection: asyncpg.Connection, owner: str, items: Sequence[P
         )
 
 
-_FINISH_UNATTEMPTED = """
+_FINISH_UNATTEMPTED = f"""
 UPDATE delivery SET status = $3, last_error = $4, next_attempt_at = NULL, lease_owner = NULL,
     lease_expires_at = NULL, completed_at = now()
-WHERE id = ANY($2::text[]) AND lease_owner = $1 AND status = 'delivering'
-"""
+WHERE id = ANY($2::text[]) AND lease_owner = $1 AND status = '{DELIVERING}'
+"""  # noqa: S608 - constants only; values are bound
 
 
 async def finish_unattempted(connection: asyncpg.Connection, owner: str, ids: Sequence[str],
@@ -233,12 +242,12 @@ async def finish_unattempted(connection: asyncpg.Connection, owner: str, ids: Se
 
 # --- leases, timing --------------------------------------------------------------------------
 
-_SWEEP = """
-UPDATE delivery SET status = 'retrying', next_attempt_at = now(), lease_owner = NULL,
+_SWEEP = f"""
+UPDATE delivery SET status = '{RETRYING}', next_attempt_at = now(), lease_owner = NULL,
     lease_expires_at = NULL
-WHERE id IN (SELECT id FROM delivery WHERE status = 'delivering' AND lease_expires_at < now()
+WHERE id IN (SELECT id FROM delivery WHERE status = '{DELIVERING}' AND lease_expires_at < now()
              ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-"""
+"""  # noqa: S608 - constants only; values are bound
 
 
 async def sweep_expired_leases(connection: asyncpg.Connection, limit: int = 1000) -> int:
@@ -249,12 +258,12 @@ async def sweep_expired_leases(connection: asyncpg.Connection, limit: int = 1000
 
 # --- creating deliveries ----------------------------------------------------------------------
 
-_INSERT_DELIVERIES = """
+_INSERT_DELIVERIES = f"""
 INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                       next_attempt_at, created_at)
-SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0, now(), now()
+SELECT v.id, v.event_id, v.endpoint_id, '{PENDING}', 0, 0, now(), now()
 FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, event_id, endpoint_id)
-"""
+"""  # noqa: S608 - constants only; values are bound
 
 
 def new_delivery_ids(count: int) -> list[str]:
@@ -279,32 +288,32 @@ _DISABLE = """
 UPDATE endpoint SET enabled = false, disabled_reason = $2, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL AND enabled
 """
-_PARK = """
+_PARK = f"""
 UPDATE delivery SET next_attempt_at = NULL
-WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL
-"""
+WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at IS NOT NULL
+"""  # noqa: S608 - constants only; values are bound
 _ENABLE = """
 UPDATE endpoint SET enabled = true, disabled_reason = NULL, updated_at = now(),
     circuit_opened_at = NULL, consecutive_failures = 0, circuit_probe_at = NULL,
     first_failure_at = NULL
 WHERE id = $1 AND deleted_at IS NULL
 """
-_UNPARK = """
+_UNPARK = f"""
 UPDATE delivery SET next_attempt_at = now()
-WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at IS NULL
-"""
+WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at IS NULL
+"""  # noqa: S608 - constants only; values are bound
 _DELETE = "UPDATE endpoint SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = $1"
-_CANCEL = """
-UPDATE delivery SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL,
+_CANCEL = f"""
+UPDATE delivery SET status = '{CANCELLED}', next_attempt_at = NULL, lease_owner = NULL,
     lease_expires_at = NULL, completed_at = now()
-WHERE endpoint_id = $1 AND status IN ('pending', 'retrying', 'delivering')
-"""
-_HOLD = """
+WHERE endpoint_id = $1 AND status IN {ACTIVE_SQL}
+"""  # noqa: S608 - constants only; values are bound
+_HOLD = f"""
 UPDATE delivery SET next_attempt_at = $2
 WHERE id IN (SELECT id FROM delivery
-             WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at < $2
+             WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at < $2
              LIMIT $3 FOR UPDATE SKIP LOCKED)
-"""
+"""  # noqa: S608 - constants only; values are bound
 HOLD_CHUNK = 1000
 """Deliveries pushed back per statement when a circuit opens: a backlog of 100,000 is held
 in short statements, never one long transaction that holds 100,000 row locks."""
@@ -377,22 +386,22 @@ async def take_probe(connection: asyncpg.Connection, endpoint_id: str, opened_at
 
 # --- by hand: retry, recover ------------------------------------------------------------------
 
-_REQUEUE = """
+_REQUEUE = f"""
 UPDATE delivery d
-SET status = 'pending', next_attempt_at = CASE WHEN e.enabled THEN now() END,
+SET status = '{PENDING}', next_attempt_at = CASE WHEN e.enabled THEN now() END,
     retry_base = d.attempts_count, completed_at = NULL, lease_owner = NULL,
     lease_expires_at = NULL
 FROM endpoint e
 WHERE e.id = d.endpoint_id AND e.deleted_at IS NULL AND d.id = ANY($1::text[])
-  AND d.status <> 'delivering'
+  AND d.status <> '{DELIVERING}'
 RETURNING d.id
-"""
+"""  # noqa: S608 - constants only; values are bound
 
-_PICK_FAILED = """
+_PICK_FAILED = f"""
 SELECT id FROM delivery
-WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at < $3
+WHERE endpoint_id = $1 AND status = '{FAILED}' AND created_at >= $2 AND created_at < $3
 ORDER BY id LIMIT $4
-"""
+"""  # noqa: S608 - constants only; values are bound
 
 
 async def requeue(connection: asyncpg.Connection, endpoint_ids: Sequence[str],

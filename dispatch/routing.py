@@ -20,6 +20,7 @@ from __future__ import annotations
 from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.filters import endpoint_wants, parse_document
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, pooled
+from dispatch.states import PENDING
 
 _TAKE_UNROUTED = """
 SELECT s.n, s.changed, u.id, u.event_type, u.source_slug, u.body
@@ -42,7 +43,7 @@ WITH marked AS (
 ), inserted AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
-    SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0, now(), now()
+    SELECT v.id, v.event_id, v.endpoint_id, '{PENDING}', 0, 0, now(), now()
     FROM unnest($2::text[], $3::text[], $4::text[]) AS v(id, event_id, endpoint_id)
     JOIN marked ON marked.id = v.event_id
     RETURNING 1

@@ -30,6 +30,7 @@ from dispatch.retry import (
     should_auto_disable,
 )
 from dispatch.sender import AttemptResult
+from dispatch.states import DELIVERING, FAILED, RETRYING, SUCCEEDED
 from relay.bus import publish
 from relay.ids import new_id
 from relay.logs import log_attempt
@@ -60,15 +61,15 @@ def decide(job: Claimed, result: AttemptResult, schedule: Sequence[float], now: 
     """The delivery's next state after one attempt."""
     outcome = classify_response(result.status_code) if result.status_code is not None else "retry"
     if outcome == "succeeded":
-        return Settlement(job, result, "succeeded", None, now, success=True, gone=False)
+        return Settlement(job, result, SUCCEEDED, None, now, success=True, gone=False)
     retry_after = None
     if result.response_headers:
         retry_after = parse_retry_after(result.response_headers.get("retry-after"), now)
     delay = next_attempt_delay(list(schedule), job.attempt - job.retry_base, retry_after, rng)
     gone = outcome == "gone"
     if delay is None:
-        return Settlement(job, result, "failed", None, now, success=False, gone=gone)
-    return Settlement(job, result, "retrying", now + timedelta(seconds=delay), None,
+        return Settlement(job, result, FAILED, None, now, success=False, gone=gone)
+    return Settlement(job, result, RETRYING, now + timedelta(seconds=delay), None,
                       success=False, gone=gone)
 
 
@@ -85,16 +86,16 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestam
                      $11::jsonb[], $12::text[])
 """
 
-_UPDATE_DELIVERIES = """
+_UPDATE_DELIVERIES = f"""
 UPDATE delivery d
 SET status = v.status, attempts_count = v.attempt, next_attempt_at = v.next_at,
     last_status_code = v.status_code, last_error = v.error, completed_at = v.completed_at,
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::int[], $7::text[],
             $8::timestamptz[]) AS v(id, status, attempt, next_at, status_code, error, completed_at)
-WHERE d.id = v.id AND d.lease_owner = $1 AND d.status = 'delivering'
+WHERE d.id = v.id AND d.lease_owner = $1 AND d.status = '{DELIVERING}'
 RETURNING d.id
-"""
+"""  # noqa: S608 - constants only; values are bound
 
 _LOCK_HEALTH = """
 SELECT id, enabled, circuit_opened_at, consecutive_failures, first_failure_at, last_success_at
@@ -291,7 +292,7 @@ class SettleWriter:
             message = delivery_message(item)
             publish({"type": "delivery.attempted", "delivery": message})
             _record(item)
-            if item.applied and item.status in ("succeeded", "failed"):
+            if item.applied and item.status in (SUCCEEDED, FAILED):
                 publish({"type": f"delivery.{item.status}", "delivery": message})
                 record_delivery_final(item.job.endpoint_id, item.status)
         for endpoint_id, reason in disabled.items():

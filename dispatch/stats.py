@@ -7,6 +7,7 @@ from typing import Any
 from dispatch.endpoints import utcnow
 from dispatch.queue import pooled
 from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS, CircuitState, circuit_status
+from dispatch.states import ACTIVE_SQL, DELIVERING, WAITING_SQL
 
 _ATTEMPTS = """
 SELECT count(*) AS attempts,
@@ -16,12 +17,12 @@ SELECT count(*) AS attempts,
 FROM attempt
 WHERE endpoint_id = $1 AND started_at > now() - interval '24 hours'
 """
-_OPEN = """
-SELECT count(*) FILTER (WHERE status = 'delivering') AS in_flight,
-       count(*) FILTER (WHERE status IN ('pending', 'retrying')) AS pending
+_OPEN = f"""
+SELECT count(*) FILTER (WHERE status = '{DELIVERING}') AS in_flight,
+       count(*) FILTER (WHERE status IN {WAITING_SQL}) AS pending
 FROM delivery
-WHERE endpoint_id = $1 AND status IN ('pending', 'retrying', 'delivering')
-"""
+WHERE endpoint_id = $1 AND status IN {ACTIVE_SQL}
+"""  # noqa: S608 - constants only; values are bound
 _CIRCUIT = "SELECT circuit_opened_at, consecutive_failures FROM endpoint WHERE id = $1"
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from dispatch import queue
+from dispatch import queue, states
 from dispatch.address_policy import parse_allowlist
 from dispatch.endpoints import Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
@@ -211,8 +211,8 @@ class Dispatcher:
                 else:
                     to_send.append((job, target))
             await queue.put_back(connection, self.owner, back)
-            await queue.finish_unattempted(connection, self.owner, cancelled, "cancelled", None)
-            await queue.finish_unattempted(connection, self.owner, orphaned, "failed",
+            await queue.finish_unattempted(connection, self.owner, cancelled, states.CANCELLED, None)
+            await queue.finish_unattempted(connection, self.owner, orphaned, states.FAILED,
                                            "event_missing")
         return len(rows), to_send
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from tortoise import connections
 
+from dispatch.states import DELIVERING, WAITING_SQL
+
 WINDOW_LAG_SECONDS = 1.0
 PENDING_COUNT_CAP = 100_000
 """Counting waiting deliveries stops here: a backlog this large reads as "at least"."""
@@ -23,9 +25,9 @@ STATS_QUERY = f"""
 SELECT
   (SELECT count(*) FROM event WHERE received_at >= to_timestamp($1) AND received_at < to_timestamp($2))
     AS events,
-  (SELECT count(*) FROM (SELECT 1 FROM delivery WHERE status IN ('pending', 'retrying')
+  (SELECT count(*) FROM (SELECT 1 FROM delivery WHERE status IN {WAITING_SQL}
                          LIMIT {PENDING_COUNT_CAP}) AS waiting) AS pending,
-  (SELECT count(*) FROM delivery WHERE status = 'delivering') AS in_flight,
+  (SELECT count(*) FROM delivery WHERE status = '{DELIVERING}') AS in_flight,
   count(a.id) AS attempts,
   count(a.id) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50,

@@ -55,6 +55,7 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 
+from dispatch.states import DELIVERING, WAITING_SQL  # noqa: E402
 from relay.exchange import StatusWatch  # noqa: E402
 
 INGEST_RESULTS = ("accepted", "duplicate", "rejected", "not_found", "too_large",
@@ -158,13 +159,12 @@ class IngestMetrics:
 # --- Database-derived gauges, read at scrape time ------------------------------------------
 
 SCRAPE_QUERY_TIMEOUT = 2.0
-_ACTIVE = "('pending', 'retrying')"
 GAUGE_QUERY = f"""
 SELECT
-  (SELECT count(*) FROM delivery WHERE status IN {_ACTIVE}) AS pending,
-  (SELECT count(*) FROM delivery WHERE status = 'delivering') AS in_flight,
+  (SELECT count(*) FROM delivery WHERE status IN {WAITING_SQL}) AS pending,
+  (SELECT count(*) FROM delivery WHERE status = '{DELIVERING}') AS in_flight,
   (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)), 0)
-     FROM delivery WHERE status IN {_ACTIVE} AND next_attempt_at <= now()) AS oldest_due_age,
+     FROM delivery WHERE status IN {WAITING_SQL} AND next_attempt_at <= now()) AS oldest_due_age,
   (SELECT count(*) FROM endpoint WHERE deleted_at IS NULL AND enabled
      AND circuit_opened_at IS NULL) AS closed,
   (SELECT count(*) FROM endpoint WHERE deleted_at IS NULL AND enabled

@@ -32,6 +32,7 @@ from django.conf import settings
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
+from dispatch.states import ACTIVE_SQL
 from relay.ids import _encode
 
 log = logging.getLogger("relay.retention")
@@ -41,14 +42,12 @@ DEFAULT_BATCH_SIZE = 5000
 DEFAULT_SHARE = 0.1
 """The part of the time the purge spends deleting; what it costs ingest is measured by
 bench/purge.py (docs/benchmarks.md, "Retention purge")."""
-ACTIVE_STATUSES = ("pending", "retrying", "delivering")
-_ACTIVE_SQL = "('pending', 'retrying', 'delivering')"
 
 _SELECT_EXPIRED_EVENTS = f"""
 SELECT e.id, e.received_at FROM event e
 WHERE e.received_at < $1 AND e.routed_at IS NOT NULL
   AND e.received_at >= $2::timestamptz AND (e.received_at, e.id) > ($2::timestamptz, $3::text)
-  AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_id = e.id AND d.status IN {_ACTIVE_SQL})
+  AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_id = e.id AND d.status IN {ACTIVE_SQL})
 ORDER BY e.received_at, e.id
 LIMIT $4
 """  # noqa: S608 - constants only; values are bound
@@ -60,7 +59,7 @@ _LOCK_DELIVERIES = "SELECT 1 FROM delivery WHERE event_id = ANY($1::text[]) FOR 
 _DELETE_EVENTS = f"""
 WITH keep AS (
   SELECT DISTINCT event_id FROM delivery
-  WHERE event_id = ANY($1::text[]) AND status IN {_ACTIVE_SQL}
+  WHERE event_id = ANY($1::text[]) AND status IN {ACTIVE_SQL}
 ), doomed AS (
   SELECT id FROM unnest($1::text[]) AS id WHERE id NOT IN (SELECT event_id FROM keep)
 ), gone_deliveries AS (
