@@ -11,12 +11,13 @@ WORKDIR /app
 
 # Dependencies first (against empty packages), so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
-RUN mkdir relay hooks dispatch live \
-    && touch relay/__init__.py hooks/__init__.py dispatch/__init__.py live/__init__.py \
+RUN mkdir relay kernel hooks dispatch live \
+    && touch relay/__init__.py kernel/__init__.py hooks/__init__.py dispatch/__init__.py live/__init__.py \
     && pip install . \
-    && rm -rf relay hooks dispatch live
+    && rm -rf relay kernel hooks dispatch live
 
 COPY relay ./relay
+COPY kernel ./kernel
 COPY hooks ./hooks
 COPY dispatch ./dispatch
 COPY live ./live

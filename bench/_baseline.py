@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from relay.ids import new_id
+from kernel.ids import new_id
 
 INSERT = (
     "INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at,"

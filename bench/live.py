@@ -161,8 +161,8 @@ async def run_publisher(rate: int, seconds: float) -> None:
     import django
 
     django.setup()
-    from relay.bus import bus, publish
-    from relay.ids import new_id
+    from kernel.bus import bus, publish
+    from kernel.ids import new_id
 
     bus.start()
     loop = asyncio.get_running_loop()

@@ -12,8 +12,8 @@ from dispatch import queue
 from dispatch.endpoints import Subscriptions
 from dispatch.filters import endpoint_wants, parse_document
 from dispatch.queue import pooled
-from relay.bus import publish
-from relay.ids import new_id
+from kernel.bus import publish
+from kernel.ids import new_id
 
 TEST_EVENT_TYPE = "relay.test"
 API_DISABLED_REASON = "disabled through the API"

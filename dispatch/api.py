@@ -20,12 +20,11 @@ from dispatch.models import Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
-from hooks.api import SLUG_PATTERN
 from hooks.headers import HOP_BY_HOP
-from hooks.models import Event
-from relay.api import iso, paginate, require_admin
-from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
-from relay.ids import new_id
+from hooks.models import SLUG_PATTERN, Event
+from kernel.api import iso, paginate, require_admin
+from kernel.crypto import decrypt_secret, encrypt_secret, new_signing_secret
+from kernel.ids import new_id
 
 router = Router()
 

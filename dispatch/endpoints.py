@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from django.conf import settings
 
-from relay.crypto import decrypt_secret
+from kernel.crypto import decrypt_secret
 
 log = logging.getLogger("relay.dispatch")
 

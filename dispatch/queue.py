@@ -30,7 +30,7 @@ from dispatch.states import (
     RETRYING,
     WAITING_SQL,
 )
-from relay.ids import new_id
+from kernel.ids import new_id
 
 DUE_CHANNEL = "relay_due"
 """`NOTIFY` channel: deliveries became due (routed, retried, recovered, endpoint enabled)."""

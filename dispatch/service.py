@@ -5,10 +5,29 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from relay import lifecycle
+from kernel import lifecycle
 
-_running: list = []
+if TYPE_CHECKING:
+    from dispatch.worker import Dispatcher
+
+_running: list[Dispatcher] = []
+
+BesideJob = Callable[[], "asyncio.Task[None]"]
+_beside: list[BesideJob] = []
+
+
+def run_beside_dispatchers(job: BesideJob) -> None:
+    """Have every dispatcher start `job` (a function that starts a task) when it starts,
+    and cancel the task when it stops. The wiring registers the daily retention purge."""
+    if job not in _beside:
+        _beside.append(job)
+
+
+def beside_jobs() -> tuple[BesideJob, ...]:
+    return tuple(_beside)
 
 
 def run_dispatcher_in_web_process() -> None:
@@ -35,8 +54,8 @@ GC_THRESHOLDS = (50_000, 20, 20)
 def quiet_garbage_collector() -> None:
     """For a long-running dispatcher process, once started: freeze everything loaded so far
     (Django, the modules, the caches) out of the collector's way and collect young objects
-    less often. With Python's defaults a busy dispatcher spent about a seventh of its CPU
-    in collections that mostly walked those startup objects again and again."""
+    less often. With Python's defaults a busy dispatcher spent a good part of its CPU in
+    collections that mostly walked those startup objects again and again."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from dispatch.metrics import record_attempt, record_delivery_final
 from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, pooled
 from dispatch.retry import (
     CircuitState,
@@ -31,10 +32,9 @@ from dispatch.retry import (
 )
 from dispatch.sender import AttemptResult
 from dispatch.states import DELIVERING, FAILED, RETRYING, SUCCEEDED
-from relay.bus import publish
-from relay.ids import new_id
-from relay.logs import log_attempt
-from relay.metrics import record_attempt, record_delivery_final
+from kernel.bus import publish
+from kernel.ids import new_id
+from kernel.logs import log_attempt
 
 log = logging.getLogger("relay.dispatch")
 

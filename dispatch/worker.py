@@ -35,11 +35,11 @@ from dispatch.retry import (
 )
 from dispatch.routing import Router
 from dispatch.sender import send
+from dispatch.service import beside_jobs
 from dispatch.settle import Settlement, SettleWriter, decide
 from dispatch.ssrf import DeliveryClient, build_http_client
 from dispatch.wakeup import Listener
-from relay.database import EVENT_CHANNEL, connection_params, database_url
-from relay.retention import start_daily_purge
+from kernel.database import EVENT_CHANNEL, connection_params, database_url
 
 log = logging.getLogger("relay.dispatch")
 
@@ -319,7 +319,7 @@ class Dispatcher:
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
-            start_daily_purge(),
+            *(job() for job in beside_jobs()),
         ]
         self._main = loop.create_task(self.run_loop(), name="dispatch-claim")
 

@@ -17,24 +17,28 @@ from ninja.responses import Status
 from pydantic import model_validator
 from tortoise.exceptions import IntegrityError
 
-from hooks.models import Event, RejectedRequest, Source
+from hooks.models import SLUG_PATTERN, Event, RejectedRequest, Source
 from hooks.sources import forget_source
 from hooks.store import NewEvent, store_event
 from hooks.verify import DEFAULT_TOLERANCE_SECONDS, standard_webhooks_key
-from relay.api import iso, paginate
-from relay.bus import publish
-from relay.crypto import encrypt_secret
-from relay.ids import new_id
+from kernel.api import iso, paginate
+from kernel.bus import publish
+from kernel.crypto import encrypt_secret
+from kernel.ids import new_id
 
 router = Router()
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 MAX_SOURCE_BODY_BYTES = 100 * 1024 * 1024
 
 DeliverySummaries = Callable[[str], Awaitable[list[dict[str, Any]]]]
-delivery_summaries: DeliverySummaries | None = None
-"""Set by the dispatch app: the deliveries shown inside an event's detail answer."""
+_delivery_summaries: list[DeliverySummaries] = []
+
+
+def show_deliveries_with(reader: DeliverySummaries) -> None:
+    """Have `GET /events/{id}` list the event's deliveries as `reader` reads them (the
+    wiring, relay/apps.py, registers dispatch's: hooks knows nothing of deliveries)."""
+    _delivery_summaries[:] = [reader]
 
 
 class Rule(Schema):
@@ -387,7 +391,7 @@ async def get_event(request: HttpRequest, event_id: str):
     row = await Event.get_or_none(id=event_id)
     if row is None:
         raise HttpError(404, f"no event with id {event_id!r}")
-    deliveries = await delivery_summaries(row.id) if delivery_summaries else []
+    deliveries = await _delivery_summaries[0](row.id) if _delivery_summaries else []
     return {**event_out(row), "deliveries": deliveries}
 
 

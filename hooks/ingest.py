@@ -16,9 +16,9 @@ from hooks.rules import ParsedBody, extract
 from hooks.sources import IngestSource, get_ingest_source
 from hooks.store import NewEvent, rejection_log, store_event
 from hooks.verify import DEFAULT_TOKEN_HEADER, VerificationError, verify_request
-from relay.bus import publish
-from relay.database import is_database_unavailable
-from relay.outage import database_unavailable
+from kernel.bus import publish
+from kernel.database import is_database_unavailable
+from kernel.outage import database_unavailable
 
 log = logging.getLogger("relay.ingest")
 

@@ -6,6 +6,9 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+"""A source's slug, the `<slug>` of `/in/<slug>`; also how API filters name sources."""
+
 
 class Source(Model):
     id = fields.CharField(max_length=40, primary_key=True)

@@ -19,7 +19,7 @@ from django.conf import settings
 from hooks.models import Source
 from hooks.rules import DEFAULT_DEDUP, DEFAULT_EVENT_TYPE, effective_rule
 from hooks.verify import Verification
-from relay.crypto import decrypt_secret
+from kernel.crypto import decrypt_secret
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from hooks.group_commit import GroupCommit
-from relay.database import EVENT_CHANNEL, is_database_unavailable
-from relay.ids import new_id
+from kernel.database import EVENT_CHANNEL, is_database_unavailable
+from kernel.ids import new_id
 
 REJECTED_PER_SOURCE_PER_MINUTE = 60
 REJECTED_PREVIEW_BYTES = 8 * 1024

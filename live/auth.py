@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.utils.http import is_same_domain
 
-from relay.api import read_session, session_token
-from relay.crypto import hash_token
-from relay.models import ApiToken
+from kernel.api import read_session, session_token
+from kernel.models import ApiToken
+from kernel.tokens import find_token
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -66,7 +66,7 @@ def same_origin(scope: dict[str, Any]) -> bool:
 async def authenticate(scope: dict[str, Any]) -> ApiToken | None:
     token = query_token(scope)
     if token is not None:
-        return await ApiToken.get_or_none(token_hash=hash_token(token), revoked_at=None)
+        return await find_token(token)
     cookie = session_cookie(scope)
     if cookie is None or not same_origin(scope):
         return None

@@ -24,10 +24,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from kernel.bus import LAYER_MESSAGE_TYPE, LIVE_GROUP
 from live.encoding import encode, encode_joined
 from live.outbox import Outbox
 from live.subscription import Subscription
-from relay.bus import LAYER_MESSAGE_TYPE, LIVE_GROUP
 
 log = logging.getLogger("relay.live")
 
@@ -227,7 +227,7 @@ class LiveHub:
                 next_tick = loop.time()
 
     async def close_revoked(self) -> None:
-        from relay.models import ApiToken
+        from kernel.models import ApiToken
 
         clients = [client for client in self.clients if client.token_id]
         if not clients:

@@ -4,8 +4,8 @@ One small query per second per web process (only while it has live clients), ove
 second that ended one second ago, so that rows committed a little late are counted:
 events received, delivery attempts made (`deliveries_per_s`), their success rate and
 duration percentiles, and the deliveries waiting (`pending`, `retrying` included) or
-being sent now (`in_flight`). Attempts are found through their time-sortable ids, so the
-query walks the primary key, not the table.
+being sent now (`in_flight`). The query is dispatch's (dispatch/activity.py): it knows
+the tables; this module knows the wire form.
 """
 
 from __future__ import annotations
@@ -13,40 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tortoise import connections
-
-from dispatch.states import DELIVERING, WAITING_SQL
+from dispatch.activity import activity
 
 WINDOW_LAG_SECONDS = 1.0
-PENDING_COUNT_CAP = 100_000
-"""Counting waiting deliveries stops here: a backlog this large reads as "at least"."""
-
-STATS_QUERY = f"""
-SELECT
-  (SELECT count(*) FROM event WHERE received_at >= to_timestamp($1) AND received_at < to_timestamp($2))
-    AS events,
-  (SELECT count(*) FROM (SELECT 1 FROM delivery WHERE status IN {WAITING_SQL}
-                         LIMIT {PENDING_COUNT_CAP}) AS waiting) AS pending,
-  (SELECT count(*) FROM delivery WHERE status = '{DELIVERING}') AS in_flight,
-  count(a.id) AS attempts,
-  count(a.id) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50,
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95
-FROM attempt AS a WHERE a.id >= $3 AND a.id < $4
-"""  # noqa: S608 - a constant; values are bound
-
-
-ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-"""relay.ids' alphabet: ids start with their creation time in milliseconds, in base 32."""
-
-
-def id_bound(prefix: str, moment: float) -> str:
-    """The smallest id with this prefix created at `moment` (seconds since the epoch)."""
-    millis, digits = int(moment * 1000), []
-    for _ in range(10):
-        millis, digit = divmod(millis, 32)
-        digits.append(ID_ALPHABET[digit])
-    return f"{prefix}_{''.join(reversed(digits))}{'0' * 16}"
 
 
 def window(now: float) -> tuple[float, float]:
@@ -75,7 +44,5 @@ def shape(row: dict[str, Any], seconds: float = 1.0) -> dict[str, Any]:
 
 async def current_stats(now: float | None = None) -> dict[str, Any]:
     start, end = window(time.time() if now is None else now)
-    _, rows = await connections.get("default").execute_query(
-        STATS_QUERY, [start, end, id_bound("att", start), id_bound("att", end)]
-    )
-    return shape(dict(rows[0]), end - start)
+    row = await activity(start, end)
+    return shape(row, end - start)

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_protect
 
-from relay.api import (
+from kernel.api import (
     CSRF_HEADER,
     SESSION_CSRF,
     SESSION_SCOPE,
@@ -23,8 +23,8 @@ from relay.api import (
     read_session,
     session_token,
 )
-from relay.crypto import hash_token
-from relay.models import ApiToken
+from kernel.models import ApiToken
+from kernel.tokens import find_token
 
 DASHBOARD_URL = "/dashboard/"
 LOGIN_URL = "/dashboard/login"
@@ -79,7 +79,7 @@ async def login(request: HttpRequest) -> HttpResponse:
         given = request.POST.get("token", "").strip()
         token = None
         if given:
-            token = await ApiToken.get_or_none(token_hash=hash_token(given), revoked_at=None)
+            token = await find_token(given)
         if token is None:
             return _page(request, "live/login.html", {
                 "error": "That token is not valid (or it was revoked). Paste a token printed by "

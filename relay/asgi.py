@@ -14,11 +14,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from relay import lifecycle  # noqa: E402
-from relay.handler import InlineASGIHandler  # noqa: E402
-from relay.limits import RequestLimits  # noqa: E402
-from relay.metrics import IngestMetrics  # noqa: E402
-from relay.middleware import RequestLog  # noqa: E402
+from hooks.metrics import IngestMetrics  # noqa: E402
+from kernel import lifecycle  # noqa: E402
+from kernel.handler import InlineASGIHandler  # noqa: E402
+from kernel.limits import RequestLimits  # noqa: E402
+from kernel.middleware import RequestLog  # noqa: E402
 
 INGEST_PREFIX = "/in/"
 

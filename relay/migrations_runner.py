@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from tortoise.migrations.api import migrate as tortoise_migrate
 
-from relay.database import tortoise_config
+from kernel.database import tortoise_config
 
 
 async def apply_migrations(say: Callable[[str], None] = print) -> None:

@@ -14,8 +14,10 @@ only a `share` of the time: after a batch that took t seconds it rests
 t * (1 - share) / share. A duty cycle, not a fixed pause, because batches slow down
 as tables and indexes grow and speed up on a big server; the rest follows.
 
-The statements name the tables directly (event, delivery, attempt, rejected_request):
-relay/ imports no domain model, and purging is bulk SQL anyway.
+Each app owns its purge step, with its SQL: dispatch/retention.py removes expired events
+with their deliveries and attempts (it knows both tables), hooks/retention.py removes old
+refused requests. This module composes them: the batches, the duty cycle, the progress,
+the daily schedule.
 """
 
 from __future__ import annotations
@@ -29,72 +31,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from tortoise import connections
-from tortoise.transactions import in_transaction
 
-from dispatch.states import ACTIVE_SQL
-from relay.ids import _encode
+from dispatch import retention as expired_events
+from hooks import retention as rejected
+from kernel.ids import id_boundary
 
 log = logging.getLogger("relay.retention")
 
-REJECTED_RETENTION_DAYS = 7
+REJECTED_RETENTION_DAYS = rejected.RETENTION_DAYS
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_SHARE = 0.1
 """The part of the time the purge spends deleting; what it costs ingest is measured by
 bench/purge.py (docs/benchmarks.md, "Retention purge")."""
 
-_SELECT_EXPIRED_EVENTS = f"""
-SELECT e.id, e.received_at FROM event e
-WHERE e.received_at < $1 AND e.routed_at IS NOT NULL
-  AND e.received_at >= $2::timestamptz AND (e.received_at, e.id) > ($2::timestamptz, $3::text)
-  AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_id = e.id AND d.status IN {ACTIVE_SQL})
-ORDER BY e.received_at, e.id
-LIMIT $4
-"""  # noqa: S608 - constants only; values are bound
-
-_LOCK_DELIVERIES = "SELECT 1 FROM delivery WHERE event_id = ANY($1::text[]) FOR UPDATE"
-
-# Runs after the deliveries are locked, so a delivery put back to `pending` (retry,
-# recover) just before is seen here, and keeps its event.
-_DELETE_EVENTS = f"""
-WITH keep AS (
-  SELECT DISTINCT event_id FROM delivery
-  WHERE event_id = ANY($1::text[]) AND status IN {ACTIVE_SQL}
-), doomed AS (
-  SELECT id FROM unnest($1::text[]) AS id WHERE id NOT IN (SELECT event_id FROM keep)
-), gone_deliveries AS (
-  DELETE FROM delivery d USING doomed WHERE d.event_id = doomed.id RETURNING d.id
-), gone_attempts AS (
-  DELETE FROM attempt a USING gone_deliveries g WHERE a.delivery_id = g.id RETURNING 1
-), gone_events AS (
-  DELETE FROM event e USING doomed WHERE e.id = doomed.id RETURNING 1
-)
-SELECT (SELECT count(*) FROM gone_events) AS events,
-       (SELECT count(*) FROM gone_deliveries) AS deliveries,
-       (SELECT count(*) FROM gone_attempts) AS attempts
-"""  # noqa: S608 - constants only; values are bound
-
-_COUNT_RELATED = """
-SELECT (SELECT count(*) FROM delivery WHERE event_id = ANY($1::text[])) AS deliveries,
-       (SELECT count(*) FROM attempt a JOIN delivery d ON a.delivery_id = d.id
-         WHERE d.event_id = ANY($1::text[])) AS attempts
-"""
-
-# Ids sort by creation time, so the primary key finds old refused requests.
-_DELETE_REJECTED = """
-DELETE FROM rejected_request WHERE id IN (
-  SELECT id FROM rejected_request WHERE id < $1 AND received_at < $2 LIMIT $3
-  FOR UPDATE SKIP LOCKED)
-"""
-_COUNT_REJECTED = "SELECT count(*) AS n FROM rejected_request WHERE id < $1 AND received_at < $2"
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Say = Callable[[str], None]
-
-
-def id_boundary(prefix: str, moment: datetime) -> str:
-    """The smallest id of type `prefix` created at `moment`: every older id sorts below it."""
-    return f"{prefix}_{_encode(int(moment.timestamp() * 1000), 10)}"
 
 
 def rest_after(work_seconds: float, share: float) -> float:
@@ -178,9 +129,9 @@ async def purge_expired(
     while True:
         async with throttle:
             if dry_run:
-                cursor, counts = await _count_batch(cutoff, cursor, batch_size)
+                cursor, counts = await expired_events.count_batch(cutoff, cursor, batch_size)
             else:
-                cursor, counts = await _delete_batch(cutoff, cursor, batch_size)
+                cursor, counts = await expired_events.delete_batch(cutoff, cursor, batch_size)
         if counts is None:
             break
         for key in ("events", "deliveries", "attempts"):
@@ -198,48 +149,15 @@ async def purge_expired(
     return report
 
 
-async def _select_batch(connection: Any, cutoff: datetime, cursor: tuple[datetime, str],
-                        limit: int) -> list[dict[str, Any]]:
-    _, rows = await connection.execute_query(_SELECT_EXPIRED_EVENTS,
-                                             [cutoff, cursor[0], cursor[1], limit])
-    return rows
-
-
-async def _delete_batch(cutoff: datetime, cursor: tuple[datetime, str], limit: int
-                        ) -> tuple[tuple[datetime, str], dict[str, int] | None]:
-    async with in_transaction("default") as connection:
-        rows = await _select_batch(connection, cutoff, cursor, limit)
-        if not rows:
-            return cursor, None
-        ids = [row["id"] for row in rows]
-        await connection.execute_query(_LOCK_DELIVERIES, [ids])
-        _, counts = await connection.execute_query(_DELETE_EVENTS, [ids])
-    return (rows[-1]["received_at"], rows[-1]["id"]), dict(counts[0])
-
-
-async def _count_batch(cutoff: datetime, cursor: tuple[datetime, str], limit: int
-                       ) -> tuple[tuple[datetime, str], dict[str, int] | None]:
-    connection = connections.get("default")
-    rows = await _select_batch(connection, cutoff, cursor, limit)
-    if not rows:
-        return cursor, None
-    ids = [row["id"] for row in rows]
-    _, related = await connection.execute_query(_COUNT_RELATED, [ids])
-    return (rows[-1]["received_at"], rows[-1]["id"]), {"events": len(rows), **dict(related[0])}
-
-
 async def _purge_rejected(cutoff: datetime, batch_size: int, dry_run: bool,
                           throttle: _Throttle) -> int:
-    connection = connections.get("default")
     boundary = id_boundary("rej", cutoff)
     if dry_run:
-        _, rows = await connection.execute_query(_COUNT_REJECTED, [boundary, cutoff])
-        return int(rows[0]["n"])
+        return await rejected.count_expired(boundary, cutoff)
     removed = 0
     while True:
         async with throttle:
-            count, _ = await connection.execute_query(_DELETE_REJECTED,
-                                                      [boundary, cutoff, batch_size])
+            count = await rejected.delete_expired_batch(boundary, cutoff, batch_size)
         removed += count
         if count < batch_size:
             return removed

@@ -93,8 +93,6 @@ RELAY_METRICS_DIR = Path(_env("RELAY_METRICS_DIR") or Path(tempfile.gettempdir()
     "relay-metrics-" + hashlib.sha256(str(RELAY_DATA_DIR).encode()).hexdigest()[:12]
 )).resolve()
 """Where each process writes its metric files (one directory per deployment on a machine)."""
-RELAY_CIRCUIT_COOLDOWN = "dispatch.retry.CIRCUIT_COOLDOWN_SECONDS"
-"""Where /metrics finds the dispatcher's circuit cool-down (relay/ imports no app code)."""
 RELAY_REQUEST_LOG = _env_bool("RELAY_REQUEST_LOG", True)
 RELAY_TRUST_X_FORWARDED_PROTO = _env_bool("RELAY_TRUST_X_FORWARDED_PROTO", False)
 RELAY_SOURCE_CACHE_SECONDS = _env_float("RELAY_SOURCE_CACHE_SECONDS", 2.0)
@@ -151,6 +149,11 @@ if RELAY_ENV == "production":
             "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
         )
 
+RELAY_MODEL_MODULES = ["kernel.models", "hooks.models", "dispatch.models"]
+"""The modules whose Tortoise models make up Relay's schema, all under the app label
+`relay` (the label the migrations were recorded with: it must not change)."""
+RELAY_MIGRATIONS_PACKAGE = "relay.dbmigrations"
+
 INSTALLED_APPS = [
     "relay",
     "hooks",
@@ -162,7 +165,7 @@ INSTALLED_APPS = [
 
 # Only natively async middleware: every sync one costs a thread hop per request.
 MIDDLEWARE: list[str] = [
-    "relay.middleware.DatabaseUnavailableMiddleware",
+    "kernel.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "relay.urls"
@@ -219,7 +222,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "relay.logs.JsonFormatter"},
+        "json": {"()": "kernel.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": RELAY_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": _env("RELAY_LOG_LEVEL", "INFO")},

@@ -5,10 +5,10 @@ from django.urls import include, path
 from dispatch.api import router as dispatch_router
 from hooks.api import router as hooks_router
 from hooks.ingest import ingest
+from kernel.api import api
+from kernel.health import healthz, readyz
+from kernel.metrics import metrics_view
 from live import views as live_views
-from relay.api import api
-from relay.health import healthz, readyz
-from relay.metrics import metrics_view
 
 api.add_router("/", hooks_router)
 api.add_router("/", dispatch_router)

@@ -105,7 +105,7 @@ def pg_cluster():
 @pytest.fixture(scope="session")
 async def database(pg_cluster):
     """Relay's schema, migrated once per session, and Tortoise started on it."""
-    from relay.database import start_database, stop_database
+    from kernel.database import start_database, stop_database
     from relay.migrations_runner import apply_migrations
 
     await apply_migrations(say=lambda line: None)
@@ -170,7 +170,7 @@ async def client(relay_server, db):
 
 @pytest.fixture
 async def admin_token(db):
-    from relay.tokens import create_token
+    from kernel.tokens import create_token
 
     _, token = await create_token("test admin", "admin")
     return token
@@ -178,7 +178,7 @@ async def admin_token(db):
 
 @pytest.fixture
 async def viewer_token(db):
-    from relay.tokens import create_token
+    from kernel.tokens import create_token
 
     _, token = await create_token("test viewer", "viewer")
     return token

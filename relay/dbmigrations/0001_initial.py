@@ -1,3 +1,9 @@
+"""The first schema, for every app (Tortoise app label `relay`, shared by all of them).
+
+Who owns what: kernel/models.py `ApiToken` (api_token); hooks/models.py `Source`,
+`Event`, `RejectedRequest` (source, event, rejected_request); dispatch/models.py
+`Endpoint`, `Delivery`, `Attempt` (endpoint, delivery, attempt).
+"""
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools

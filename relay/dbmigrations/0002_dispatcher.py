@@ -1,3 +1,7 @@
+"""dispatch: the dispatcher's columns and partial indexes on delivery and endpoint (claims,
+leases, circuit breaker, routing). The index predicates name delivery states as
+dispatch/states.py defines them (WAITING, ACTIVE).
+"""
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields

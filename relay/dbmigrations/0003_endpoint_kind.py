@@ -1,3 +1,4 @@
+"""dispatch: an endpoint's kind (webhook by default) and its message template."""
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from relay.metrics import ATTEMPTS, DELIVERIES
+from dispatch.metrics import ATTEMPTS, DELIVERIES
 from tests.dispatch.conftest import make_endpoint, make_source, post_event, wait_for_statuses
 
 

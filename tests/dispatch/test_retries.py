@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from relay.bus import bus
+from kernel.bus import bus
 from tests.dispatch.conftest import (
     deliveries_of,
     make_endpoint,

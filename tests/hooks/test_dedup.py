@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from hooks.models import Event
-from relay.ids import new_id
+from kernel.ids import new_id
 from tests.hooks import signing
 
 

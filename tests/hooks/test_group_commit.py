@@ -166,7 +166,7 @@ def _event(n: int, query: str = ""):
 
 async def test_concurrent_events_share_a_statement_and_each_is_committed_and_notified(db):
     from hooks import store
-    from relay.database import EVENT_CHANNEL
+    from kernel.database import EVENT_CHANNEL
 
     url = os.environ["RELAY_DATABASE_URL"]
     notified: list[str] = []

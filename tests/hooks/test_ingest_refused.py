@@ -105,7 +105,7 @@ async def test_rejected_of_unknown_source_is_404(client, admin):
 async def test_refused_requests_older_than_7_days_are_not_listed(client, admin, make_source):
     from datetime import UTC, datetime, timedelta
 
-    from relay.ids import new_id
+    from kernel.ids import new_id
 
     source = await make_source("old", kind="token", secret="t")
     for age in (timedelta(days=8), timedelta(days=6)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tortoise import connections
 
-from relay.crypto import decrypt_secret
+from kernel.crypto import decrypt_secret
 
 SECRET = "whsec_c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhaw=="
 

@@ -31,7 +31,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 @pytest.fixture
 async def live_bus():
     """Relay's live bus sending from the test loop (lifespan is off in `relay_server`)."""
-    from relay.bus import bus
+    from kernel.bus import bus
 
     started = not bus.running
     bus.start()

@@ -169,7 +169,7 @@ async def test_the_feed_stays_smooth_at_1000_events_per_second(db, admin_token, 
     (median gap at most two frames at 60 Hz) and the feed keeps its 200 newest rows."""
     import asyncio
 
-    from relay.bus import publish
+    from kernel.bus import publish
 
     page, console = await open_dashboard(admin_token, viewport={"width": 1280, "height": 900})
     await page.evaluate("""() => {

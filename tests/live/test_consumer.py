@@ -6,8 +6,8 @@ import json
 
 from django.conf import settings
 
+from kernel.bus import LIVE_GROUP, publish
 from live.hub import hub
-from relay.bus import LIVE_GROUP, publish
 from tests.live.conftest import LiveReader, connect, make_source, post_webhook
 from tests.servers import wait_until
 
@@ -19,7 +19,7 @@ STATS_KEYS = {"events_per_s", "deliveries_per_s", "success_rate", "pending", "in
 def session_cookie(token_id: str, scope: str = "admin", csrf: str = "c" * 32) -> str:
     from django.contrib.sessions.backends.signed_cookies import SessionStore
 
-    from relay.api import SESSION_CSRF, SESSION_SCOPE, SESSION_TOKEN_ID
+    from kernel.api import SESSION_CSRF, SESSION_SCOPE, SESSION_TOKEN_ID
 
     store = SessionStore()
     store[SESSION_TOKEN_ID], store[SESSION_SCOPE], store[SESSION_CSRF] = token_id, scope, csrf
@@ -28,8 +28,8 @@ def session_cookie(token_id: str, scope: str = "admin", csrf: str = "c" * 32) ->
 
 
 async def token_row(token: str):
-    from relay.crypto import hash_token
-    from relay.models import ApiToken
+    from kernel.crypto import hash_token
+    from kernel.models import ApiToken
 
     return await ApiToken.get(token_hash=hash_token(token))
 
@@ -43,7 +43,7 @@ async def test_handshake_without_a_token_is_refused(db):
 async def test_handshake_with_a_bad_or_revoked_token_is_refused(db, admin_token):
     connected, communicator = await connect("/ws/live?token=rly_not-a-token")
     assert not connected
-    from relay.tokens import revoke_tokens
+    from kernel.tokens import revoke_tokens
 
     row = await token_row(admin_token)
     await revoke_tokens(row.id)
@@ -197,7 +197,7 @@ async def test_disconnect_leaves_the_group_and_stops_the_hub(db, admin_token, li
 
 
 async def test_a_revoked_token_closes_its_open_stream_with_4401(db, admin_token):
-    from relay.tokens import revoke_tokens
+    from kernel.tokens import revoke_tokens
 
     connected, communicator = await connect(f"/ws/live?token={admin_token}")
     row = await token_row(admin_token)

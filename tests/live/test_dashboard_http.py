@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from relay.api import CSRF_HEADER
+from kernel.api import CSRF_HEADER
 
 
 @asynccontextmanager
@@ -92,9 +92,9 @@ async def test_bearer_tokens_work_as_before_and_win_over_a_session(relay_server,
 
 
 async def test_a_revoked_token_ends_its_sessions(relay_server, client, admin_token):
-    from relay.crypto import hash_token
-    from relay.models import ApiToken
-    from relay.tokens import revoke_tokens
+    from kernel.crypto import hash_token
+    from kernel.models import ApiToken
+    from kernel.tokens import revoke_tokens
 
     async with logged_in(relay_server, admin_token) as (http, _):
         row = await ApiToken.get(token_hash=hash_token(admin_token))

@@ -21,7 +21,7 @@ PUBLISHER = """
 import asyncio, sys, time
 import django
 django.setup()
-from relay.bus import bus, publish
+from kernel.bus import bus, publish
 
 async def main():
     bus.start()

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from kernel.bus import LiveBus
+from kernel.ids import id_boundary, new_id
 from live.outbox import Outbox
-from live.stats import id_bound, shape, window
+from live.stats import shape, window
 from live.subscription import SubscribeError, Subscription, parse_subscribe
-from relay.bus import LiveBus
-from relay.ids import new_id
 
 EVENT = {"type": "event.received", "event": {"id": "evt_1", "source": "shop", "event_type": "a",
                                              "received_at": "t", "size": 1}}
@@ -123,7 +123,7 @@ def test_stats_window_is_the_second_before_last_and_ids_bound_it():
     import time
 
     now = time.time()
-    assert id_bound("att", now - 1) <= made < id_bound("att", now + 1)
+    assert id_boundary("att", now - 1) <= made < id_boundary("att", now + 1)
 
 
 def test_encoding_matches_the_standard_library_and_joins_batches():

@@ -9,7 +9,7 @@ import logging
 
 import httpx
 
-from relay.logs import JsonFormatter, log_attempt
+from kernel.logs import JsonFormatter, log_attempt
 from tests.servers import wait_until
 
 QUERY_SECRET = "q-secret-5f1d0c9e"

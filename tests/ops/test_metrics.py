@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
 
-from relay.ids import new_id
+from kernel.ids import new_id
 from tests.ops.conftest import relay_env, run
 from tests.ops.metrics_text import samples, value
 
@@ -27,7 +27,7 @@ async def test_metrics_need_a_live_token(client, admin, viewer):
     assert bad.headers["www-authenticate"] == "Bearer"
     assert (await client.get("/metrics", headers=viewer)).status_code == 200
     assert (await client.get("/metrics", headers=admin)).status_code == 200
-    from relay.tokens import revoke_tokens
+    from kernel.tokens import revoke_tokens
 
     await revoke_tokens("test viewer")
     assert (await client.get("/metrics", headers=viewer)).status_code == 401
@@ -85,12 +85,12 @@ async def test_ingest_counters_and_latency_move_with_traffic(client, admin):
 
 
 async def test_dispatcher_counters_from_another_process_are_added_up(client, admin):
-    from relay.metrics import record_attempt, record_delivery_final
+    from dispatch.metrics import record_attempt, record_delivery_final
 
     before = await _scrape(client, admin)
     record_attempt("ep_here", "success", 0.02)
     record_delivery_final("ep_here", "succeeded")
-    script = ("import django; django.setup(); from relay import metrics; "
+    script = ("import django; django.setup(); from dispatch import metrics; "
               "[metrics.record_attempt('ep_there', 'timeout', 15.0) for _ in range(3)]; "
               "metrics.record_delivery_final('ep_there', 'failed')")
     code, _, err = await run([sys.executable, "-c", script], relay_env())
@@ -161,7 +161,7 @@ async def test_nothing_due_means_zero_lag(client, admin):
 async def test_a_process_file_not_sized_yet_does_not_break_the_scrape(client, admin):
     """A process creates its metrics file empty and sizes it a moment later (or was
     killed in between): a scrape meanwhile still answers, with everyone else's counts."""
-    from relay.metrics import METRICS_DIR
+    from kernel.metrics import METRICS_DIR
 
     empty = METRICS_DIR / "counter_999999999.db"
     empty.touch()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise import connections
 
-from relay.ids import new_id
-from relay.retention import id_boundary, purge_expired, rest_after
+from kernel.ids import id_boundary, new_id
+from relay.retention import purge_expired, rest_after
 from tests.ops.conftest import relay_env, run
 
 NOW = datetime.now(UTC)

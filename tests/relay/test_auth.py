@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from relay.tokens import create_token, revoke_tokens
+from kernel.tokens import create_token, revoke_tokens
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 

@@ -10,7 +10,7 @@ from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.test import override_settings
 
-from relay.handler import InlineASGIHandler
+from kernel.handler import InlineASGIHandler
 
 
 def _scope(method: str, path: str, query: bytes = b"", headers=(), body_in_scope=None) -> dict:

@@ -10,7 +10,7 @@ from django.core.handlers.base import reset_urlconf
 from django.db import close_old_connections, reset_queries
 from django.test import override_settings
 
-from relay.handler import InlineASGIHandler, drop_idle_receivers
+from kernel.handler import InlineASGIHandler, drop_idle_receivers
 
 
 def connected(signal, receiver) -> bool:

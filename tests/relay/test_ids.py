@@ -1,4 +1,4 @@
-from relay.ids import ID_PATTERN, looks_like_id, new_id
+from kernel.ids import ID_PATTERN, looks_like_id, new_id
 
 
 def test_ids_made_in_a_burst_sort_in_creation_order():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relay import limits
+from kernel import limits
 
 
 async def _never_called(scope, receive, send):

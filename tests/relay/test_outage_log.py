@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from relay.outage import OutageLog
+from kernel.outage import OutageLog
 
 
 def test_a_burst_of_refusals_is_one_line_then_a_count(caplog, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("relay.outage.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("kernel.outage.time.monotonic", lambda: clock[0])
     outage = OutageLog(every=30)
     with caplog.at_level(logging.WARNING, logger="relay.outage"):
         assert outage.note("/in/a", ConnectionRefusedError("refused"))

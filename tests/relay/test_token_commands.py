@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from relay.models import ApiToken
-from relay.tokens import create_token
+from kernel.models import ApiToken
+from kernel.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dispatch.service import quiet_garbage_collector, stop_on_signals
-from relay.bus import bus
-from relay.database import (
+from kernel.bus import bus
+from kernel.database import (
     connection_params,
     database_url,
     start_database,

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from relay.commands import run_with_database
+from kernel.commands import run_with_database
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

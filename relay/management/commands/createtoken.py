@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from relay.commands import run_with_database
-from relay.models import SCOPES
-from relay.tokens import create_token
+from kernel.commands import run_with_database
+from kernel.models import SCOPES
+from kernel.tokens import create_token
 
 
 class Command(BaseCommand):

@@ -1,9 +1,13 @@
 import asyncio
+from typing import Any
 
 from django.core.management.base import BaseCommand
 from tortoise.cli.cli import CLIContext, makemigrations
 
-from relay.database import tortoise_config
+from kernel.database import tortoise_config
+
+CLI_CONFIG: dict[str, Any] = {}
+"""Tortoise's command line reads its configuration from a dotted path: this one."""
 
 
 class Command(BaseCommand):
@@ -15,8 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--empty", action="store_true")
 
     def handle(self, *args, **options) -> None:
-        import relay.database
-
-        relay.database.CLI_CONFIG = tortoise_config()  # type: ignore[attr-defined]
-        ctx = CLIContext(config="relay.database.CLI_CONFIG", config_file=None)
+        CLI_CONFIG.clear()
+        CLI_CONFIG.update(tortoise_config())
+        ctx = CLIContext(config=f"{__name__}.CLI_CONFIG", config_file=None)
         asyncio.run(makemigrations(ctx, ("relay",), options["empty"], options["name"]))

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from relay.commands import run_with_database
+from kernel.commands import run_with_database
 from relay.migrations_runner import apply_migrations
 
 

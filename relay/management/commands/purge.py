@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from relay.commands import run_with_database
+from kernel.commands import run_with_database
 from relay.retention import DEFAULT_BATCH_SIZE, DEFAULT_SHARE, describe, purge_expired
 
 

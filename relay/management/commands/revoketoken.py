@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from relay.commands import run_with_database
-from relay.tokens import revoke_tokens
+from kernel.commands import run_with_database
+from kernel.tokens import revoke_tokens
 
 
 class Command(BaseCommand):

@@ -5,10 +5,10 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from relay.commands import run_with_database
-from relay.database import database_url
+from kernel.commands import run_with_database
+from kernel.database import database_url
+from kernel.tokens import create_token, has_tokens
 from relay.migrations_runner import apply_migrations
-from relay.tokens import create_token, has_tokens
 
 
 class Command(BaseCommand):

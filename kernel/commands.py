@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from django.core.management.base import CommandError
 
-from relay.database import start_database, stop_database, wait_for_database
+from kernel.database import start_database, stop_database, wait_for_database
 
 T = TypeVar("T")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from relay.crypto import hash_token, new_api_token
-from relay.ids import new_id
-from relay.models import SCOPES, ApiToken
+from kernel.crypto import hash_token, new_api_token
+from kernel.ids import new_id
+from kernel.models import SCOPES, ApiToken
 
 
 async def create_token(name: str, scope: str = "admin") -> tuple[ApiToken, str]:
@@ -24,6 +24,11 @@ async def revoke_tokens(name_or_id: str) -> int:
     if by_id:
         return by_id
     return await ApiToken.filter(name=name_or_id, revoked_at=None).update(revoked_at=now)
+
+
+async def find_token(token: str) -> ApiToken | None:
+    """The live (not revoked) token row for a token as presented, or None."""
+    return await ApiToken.get_or_none(token_hash=hash_token(token), revoked_at=None)
 
 
 async def has_tokens() -> bool:

@@ -20,11 +20,11 @@ from ninja.security import APIKeyCookie, HttpBearer
 from tortoise.exceptions import ValidationError as FieldValidationError
 from tortoise.queryset import QuerySet
 
-from relay.crypto import hash_token
-from relay.database import is_database_unavailable
-from relay.ids import ID_PATTERN
-from relay.models import ApiToken
-from relay.outage import database_unavailable
+from kernel.database import is_database_unavailable
+from kernel.ids import ID_PATTERN
+from kernel.models import ApiToken
+from kernel.outage import database_unavailable
+from kernel.tokens import find_token
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_LIMIT = 50
@@ -35,7 +35,7 @@ class TokenAuth(HttpBearer):
     """`Authorization: Bearer rly_…`. Viewer tokens may only read."""
 
     async def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
-        row = await ApiToken.get_or_none(token_hash=hash_token(token), revoked_at=None)
+        row = await find_token(token)
         if row is None:
             return None
         if request.method not in SAFE_METHODS and row.scope != "admin":

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import time
+from datetime import datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 ID_PATTERN = re.compile(r"^[a-z]{2,4}_[0-9a-hjkmnp-tv-z]{26}$")
@@ -38,6 +39,13 @@ def new_id(prefix: str) -> str:
             random_part = int.from_bytes(os.urandom(10))
         _last_millis, _last_random = millis, random_part
     return f"{prefix}_{_encode(millis, 10)}{_encode(random_part, 16)}"
+
+
+def id_boundary(prefix: str, moment: datetime | float) -> str:
+    """The smallest id of type `prefix` made at `moment` (a datetime, or seconds since the
+    epoch): every id made earlier sorts below it, every id made then or later not."""
+    seconds = moment.timestamp() if isinstance(moment, datetime) else moment
+    return f"{prefix}_{_encode(int(seconds * 1000), 10)}"
 
 
 def looks_like_id(value: str, prefix: str) -> bool:

@@ -11,9 +11,9 @@ from asgiref.sync import markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from relay.database import is_database_unavailable
-from relay.exchange import StatusWatch
-from relay.outage import database_unavailable
+from kernel.database import is_database_unavailable
+from kernel.exchange import StatusWatch
+from kernel.outage import database_unavailable
 
 log = logging.getLogger("relay.request")
 

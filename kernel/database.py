@@ -1,5 +1,9 @@
 """The database: where it is (configured or embedded), Tortoise's config, start and stop.
 
+Which model modules Tortoise loads, and where the migrations are, is the wiring's choice
+(`RELAY_MODEL_MODULES`, `RELAY_MIGRATIONS_PACKAGE` in relay/settings.py): the kernel
+knows no app.
+
 Tortoise 1.x keeps its state in a context variable; `_enable_global_fallback=True` makes
 the state set up in one task (uvicorn's lifespan, a management command) visible to all.
 """
@@ -22,8 +26,6 @@ log = logging.getLogger("relay.database")
 EVENT_CHANNEL = "relay_events"
 """`NOTIFY` channel: ingest and publish send the new event id on it, the dispatcher listens."""
 
-MODEL_MODULES = ["relay.models", "hooks.models", "dispatch.models"]
-MIGRATIONS_PACKAGE = "relay.dbmigrations"
 
 _embedded_url: str | None = None
 
@@ -94,9 +96,9 @@ def tortoise_config(url: str | None = None) -> dict[str, Any]:
         },
         "apps": {
             "relay": {
-                "models": MODEL_MODULES,
+                "models": settings.RELAY_MODEL_MODULES,
                 "default_connection": "default",
-                "migrations": MIGRATIONS_PACKAGE,
+                "migrations": settings.RELAY_MIGRATIONS_PACKAGE,
             }
         },
         "use_tz": True,

@@ -7,8 +7,8 @@ import asyncio
 from django.http import HttpRequest, JsonResponse
 from tortoise import connections
 
-from relay.database import is_database_unavailable
-from relay.outage import database_unavailable
+from kernel.database import is_database_unavailable
+from kernel.outage import database_unavailable
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:

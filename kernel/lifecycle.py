@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from relay.bus import bus
-from relay.database import start_database, stop_database, wait_for_database
+from kernel.bus import bus
+from kernel.database import start_database, stop_database, wait_for_database
 
 log = logging.getLogger("relay")
 
