@@ -17,3 +17,4 @@ test:
 lint:
 	@scripts/bootstrap.sh --test
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports

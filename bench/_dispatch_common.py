@@ -27,7 +27,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import (  # noqa: E402
+from _servers import (
     PYTHON,
     ROOT,
     BenchError,
@@ -38,7 +38,7 @@ from _servers import (  # noqa: E402
     migrated_with_token,
     wait_for_port,
 )
-from ingest import relay_env  # noqa: E402
+from ingest import relay_env
 
 __all__ = [
     "drain", "starved", "reset_tables", "start_profiler", "postgres_cpu_seconds", "connect",

@@ -116,7 +116,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
 
 def machine_busy_seconds() -> float:
     """CPU seconds all processes on this machine have used (busy time from /proc/stat)."""
-    with open("/proc/stat") as stat:  # noqa: PTH123
+    with open("/proc/stat") as stat:
         fields = [int(value) for value in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
@@ -238,7 +238,7 @@ def _percentile(sorted_values: list[int], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON file describing the run")
-    spec = json.loads(open(parser.parse_args().spec).read())  # noqa: SIM115, PTH123
+    spec = json.loads(open(parser.parse_args().spec).read())  # noqa: SIM115
     result = uvloop.run(run(spec))
     print(json.dumps(result), flush=True)
 

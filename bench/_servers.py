@@ -156,7 +156,7 @@ def http_json(method: str, url: str, payload: Any = None, headers: dict[str, str
     request = urllib.request.Request(url, data=data, method=method, headers={
         "Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(request, timeout=30) as answer:  # a loopback URL
             return answer.status, json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as error:
         text = error.read().decode(errors="replace")

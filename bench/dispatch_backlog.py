@@ -43,7 +43,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _dispatch_common import (  # noqa: E402
+from _dispatch_common import (
     BenchError,
     Dispatcher,
     Stack,
@@ -59,7 +59,7 @@ from _dispatch_common import (  # noqa: E402
     wait_for,
 )
 
-from dispatch.queue import _CLAIM as CLAIM_SQL  # noqa: E402
+from dispatch.queue import _CLAIM as CLAIM_SQL
 
 TARGET_RATIO = 0.9
 SHALLOW = 1_000

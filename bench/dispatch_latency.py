@@ -42,7 +42,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _dispatch_common import (  # noqa: E402
+from _dispatch_common import (
     BODY_JSON,
     BenchError,
     Stack,

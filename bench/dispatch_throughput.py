@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _dispatch_common import (  # noqa: E402
+from _dispatch_common import (
     PYTHON,
     ROOT,
     BenchError,

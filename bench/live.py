@@ -54,7 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import (  # noqa: E402
+from _servers import (
     PYTHON,
     ROOT,
     BenchError,
@@ -540,7 +540,7 @@ class CpuMeter:
                 try:
                     times = each.cpu_times()
                     total += times.user + times.system
-                except Exception:  # noqa: BLE001,S112 - a process that ended uses no more CPU
+                except Exception:  # noqa: BLE001 - a process that ended uses no more CPU
                     continue
             sample[name] = total
         sample["machine"] = machine_busy_seconds()

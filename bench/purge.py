@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import (  # noqa: E402
+from _servers import (
     PYTHON,
     ROOT,
     BenchError,
@@ -46,9 +46,9 @@ from _servers import (  # noqa: E402
     migrated_with_token,
     run_loadgen,
 )
-from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, relay_env, webhook_body  # noqa: E402
+from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, relay_env, webhook_body
 
-from relay.retention import DEFAULT_SHARE  # noqa: E402
+from relay.retention import DEFAULT_SHARE
 
 TARGET_RATIO = 0.9
 SEED_CHUNK = 500_000

@@ -46,7 +46,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import (  # noqa: E402
+from _servers import (
     PYTHON,
     ROOT,
     BenchError,
@@ -55,7 +55,7 @@ from _servers import (  # noqa: E402
     free_port,
     migrated_with_token,
 )
-from ingest import relay_env  # noqa: E402
+from ingest import relay_env
 
 FAILING_SCHEDULE = [1, 2, 4]
 HANGING_SCHEDULE = [1, 2]

@@ -113,7 +113,7 @@ class ProcessFilesCollector(MultiProcessCollector):
     stock collector fail on the empty file, and /metrics answer 500.
     """
 
-    def collect(self):  # noqa: ANN201 - prometheus-client's signature
+    def collect(self):
         files = [path for path in glob.glob(os.path.join(self._path, "*.db"))
                  if _size(path) >= MMAP_HEADER_BYTES]
         return self.merge(files, accumulate=True)

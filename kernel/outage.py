@@ -49,6 +49,6 @@ def database_unavailable(response: HttpResponse, where: str,
                          exc: BaseException | None = None) -> HttpResponse:
     """`response` (a 503) with Retry-After, counted in the outage log instead of per request."""
     response["Retry-After"] = RETRY_AFTER_SECONDS
-    response._has_been_logged = True  # noqa: SLF001 - Django's own "already logged" flag
+    response._has_been_logged = True  # Django's own "already logged" flag
     outage_log.note(where, exc)
     return response

@@ -158,7 +158,7 @@ class LiveHub:
                     continue
                 try:
                     self.dispatch(envelope.get("message"))
-                except Exception:  # noqa: BLE001 - one bad message must not end the stream
+                except Exception:  # one bad message must not end the stream
                     log.exception("live: could not hand a message to the clients")
         finally:
             renew.cancel()

@@ -46,7 +46,7 @@ class Lifespan:
             if message["type"] == "lifespan.startup":
                 try:
                     await lifecycle.startup()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

@@ -132,7 +132,7 @@ async def refused(allowed):
 
 
 async def _error(client: httpx.AsyncClient, url: str) -> BaseException:
-    with pytest.raises(Exception) as raised:  # noqa: B017 - the kind is what is checked
+    with pytest.raises(Exception) as raised:  # the kind is what is checked
         await client.post(url, content=b'{"a":1}')
     return raised.value
 

@@ -140,7 +140,7 @@ async def redis_layer(redis_server):
 def dispatch_api_missing() -> str | None:
     """Why the dispatcher's part of a test cannot run here, or None when it can."""
     try:
-        import dispatch.api  # noqa: F401
+        import dispatch.api
         import dispatch.worker  # noqa: F401
     except ImportError as exc:
         return f"the dispatcher is not built yet (dispatch.api / dispatch.worker: {exc})"
