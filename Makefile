@@ -18,3 +18,4 @@ lint:
 	@scripts/bootstrap.sh --test
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy

@@ -39,7 +39,7 @@ class Subscription:
     id: str
     event_types: list[str]
     sources: list[str]
-    rule: dict | None
+    rule: dict[str, Any] | None
 
 
 class Subscriptions:
@@ -62,6 +62,7 @@ class Subscriptions:
         already, else it is read here."""
         if stamp is None:
             row = await connection.fetchrow(self._STAMP)
+            assert row is not None, "an aggregate always answers one row"
             stamp = (row["n"], row["changed"])
         if stamp != self._stamp:
             rows = await connection.fetch(self._LOAD)
@@ -136,7 +137,7 @@ class Targets:
     def get(self, endpoint_id: str) -> Target | None:
         return self._by_id.get(endpoint_id)
 
-    def _current(self, endpoint_id: str, changed: datetime) -> bool:
+    def _current(self, endpoint_id: str, changed: datetime | None) -> bool:
         cached = self._by_id.get(endpoint_id)
         if cached is not None:
             return cached.updated_at == changed
@@ -144,7 +145,7 @@ class Targets:
         return broken is not None and broken[0] == changed
 
     async def ensure(self, connection: asyncpg.Connection,
-                     wanted: dict[str, datetime]) -> None:
+                     wanted: dict[str, datetime | None]) -> None:
         """Load the endpoints whose cached version differs from `wanted` (id → updated_at)."""
         stale = [endpoint_id for endpoint_id, changed in wanted.items()
                  if not self._current(endpoint_id, changed)]

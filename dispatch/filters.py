@@ -133,7 +133,7 @@ def _type_name(value: object) -> str:
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def matches_filter(rule: dict | None, document: object) -> bool:
+def matches_filter(rule: dict[str, Any] | None, document: object) -> bool:
     """True when `document` (the parsed JSON body, or NOT_JSON) satisfies `rule`.
 
     A None rule matches everything. A non-null rule never matches a body that is not a JSON
@@ -282,7 +282,7 @@ def source_matches(slugs: Iterable[str] | None, source_slug: str | None) -> bool
 def endpoint_wants(
     event_types: Iterable[str] | None,
     sources: Iterable[str] | None,
-    rule: dict | None,
+    rule: dict[str, Any] | None,
     event_type: str | None,
     source_slug: str | None,
     document: object,

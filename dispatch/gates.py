@@ -88,7 +88,7 @@ class Gates:
             if gate.in_flight == 0 and gate.rate is None:
                 del self._gates[endpoint_id]
 
-    def allowances(self, now: float, below: int) -> dict[str, int]:
+    def allowances(self, now: float, below: float) -> dict[str, int]:
         """Endpoint → requests its gate would admit now, for the gates that would admit
         fewer than `below` (the others do not limit a claim of `below` rows)."""
         allowed = {endpoint_id: gate.allowance(now) for endpoint_id, gate in self._gates.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
@@ -17,7 +19,7 @@ class Endpoint(Model):
     kind = fields.CharField(max_length=16, default="webhook", db_default="webhook")
     """How deliveries are sent: `webhook` forwards the request; the others notify (see
     ENDPOINT_KINDS); `cli` deliveries are pulled by a connected `relay listen`."""
-    template = fields.JSONField(null=True)
+    template: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     """Message or body templates: {"title", "text", "fields", "body"}; null = the preset."""
     description = fields.TextField(default="")
     enabled = fields.BooleanField(default=True)
@@ -25,14 +27,14 @@ class Endpoint(Model):
     secret_encrypted = fields.TextField()
     previous_secret_encrypted = fields.TextField(null=True)
     previous_secret_expires_at = fields.DatetimeField(null=True)
-    event_types = fields.JSONField(default=list)
-    sources = fields.JSONField(default=list)
-    filter_rule = fields.JSONField(null=True, source_field="filter")
-    headers = fields.JSONField(default=dict)
+    event_types: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    sources: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    filter_rule: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True, source_field="filter")
+    headers: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     timeout_seconds = fields.FloatField(null=True)
     max_in_flight = fields.IntField(default=10)
     rate_limit_per_second = fields.FloatField(null=True)
-    retry_schedule = fields.JSONField(null=True)
+    retry_schedule: fields.JSONField[list[float] | None] = fields.JSONField(null=True)
     circuit_opened_at = fields.DatetimeField(null=True)
     consecutive_failures = fields.IntField(default=0)
     first_failure_at = fields.DatetimeField(null=True)
@@ -83,8 +85,8 @@ class Attempt(Model):
     status_code = fields.IntField(null=True)
     error = fields.CharField(max_length=20, null=True)
     error_detail = fields.TextField(null=True)
-    request_headers = fields.JSONField(default=dict)
-    response_headers = fields.JSONField(default=dict)
+    request_headers: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
+    response_headers: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     response_body = fields.TextField(default="")
 
     class Meta:

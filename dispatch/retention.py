@@ -57,6 +57,7 @@ SELECT (SELECT count(*) FROM delivery WHERE event_id = ANY($1::text[])) AS deliv
 
 async def _select_batch(connection: Any, cutoff: datetime, cursor: Cursor,
                         limit: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]]
     _, rows = await connection.execute_query(_SELECT_EXPIRED_EVENTS,
                                              [cutoff, cursor[0], cursor[1], limit])
     return rows

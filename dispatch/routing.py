@@ -17,6 +17,9 @@ finds them locked or routed and inserts nothing for them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.filters import endpoint_wants, parse_document
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, pooled
@@ -56,7 +59,8 @@ FROM inserted
 deliveries of exactly those, wake the dispatchers: all or nothing."""
 
 
-def match(subscriptions: list[Subscription], rows: list) -> list[tuple[str, str]]:
+def match(subscriptions: list[Subscription], rows: Sequence[Mapping[str, Any]]
+          ) -> list[tuple[str, str]]:
     """(event id, endpoint id) for every endpoint that wants each event."""
     pairs: list[tuple[str, str]] = []
     for row in rows:

@@ -155,7 +155,7 @@ class SettleWriter:
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._holding: set[asyncio.Task] = set()
+        self._holding: set[asyncio.Task[None]] = set()
 
     def add(self, item: Settlement) -> None:
         self._items.append(item)

@@ -242,7 +242,7 @@ class DeliveryClient(httpx.AsyncClient):
             merged.append((b"Content-Length", str(len(content)).encode("ascii")))
         else:
             auto.append((b"Content-Length", b"0"))
-        request = httpx.Request("POST", url, headers=auto + merged,
+        request = httpx.Request("POST", url, headers=auto + merged,  # type: ignore[arg-type]
                                 stream=httpx.ByteStream(content),
                                 extensions={"timeout": dict(_timeout_extension(timeout))})
         request.read()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
@@ -25,7 +26,7 @@ APPLICATION_NAME = "relay-dispatch-listen"
 
 
 class Listener:
-    def __init__(self, params: dict, channels: dict[str, Callable[[], None]]) -> None:
+    def __init__(self, params: dict[str, Any], channels: dict[str, Callable[[], None]]) -> None:
         self.params = params
         self.channels = channels
         self.connected = asyncio.Event()

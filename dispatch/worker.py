@@ -20,6 +20,7 @@ import socket
 import time
 from datetime import datetime, timedelta
 
+import asyncpg
 from django.conf import settings
 
 from dispatch import queue, states
@@ -91,7 +92,7 @@ class Dispatcher:
                                     on_written=self._settled)
         self.wake = asyncio.Event()
         self.route_wake = asyncio.Event()
-        self.in_flight: dict[str, tuple[Claimed, asyncio.Task]] = {}
+        self.in_flight: dict[str, tuple[Claimed, asyncio.Task[None]]] = {}
         self.claiming = 0
         """Slots reserved by claims waiting for the database."""
         self.claim_batch = max(1, math.ceil(self.concurrency / CLAIMERS))
@@ -112,8 +113,8 @@ class Dispatcher:
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
         self.next_due: datetime | None = None
         self.stopping = False
-        self._tasks: list[asyncio.Task] = []
-        self._main: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._main: asyncio.Task[None] | None = None
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class Dispatcher:
                                            "event_missing")
         return len(rows), to_send
 
-    async def _circuit_hold(self, connection, job: Claimed, target: Target,
+    async def _circuit_hold(self, connection: asyncpg.Connection, job: Claimed, target: Target,
                             now: datetime) -> datetime | None:
         """None when the delivery may go; else when to look at it again."""
         state = CircuitState(job.circuit_opened_at, job.consecutive_failures)
@@ -240,6 +241,7 @@ class Dispatcher:
 
     async def deliver(self, job: Claimed, target: Target) -> None:
         try:
+            assert self.client is not None, "deliver() before start()"
             result = await send(self.client, job, target, allowlist=self.allowlist,
                                 version=settings.VERSION)
         finally:

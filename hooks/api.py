@@ -83,7 +83,7 @@ class SourceIn(Schema):
     name: str = Field("", max_length=200)
     enabled: bool = True
     max_body_bytes: int | None = Field(None, ge=1, le=MAX_SOURCE_BODY_BYTES)
-    verification: VerificationIn = VerificationIn(kind="none")
+    verification: VerificationIn = VerificationIn(kind="none")  # type: ignore[call-arg]
     dedup: Rule | None = None
     event_type: Rule | None = None
 
@@ -173,7 +173,8 @@ class Detail(Schema):
     detail: str
 
 
-def _verification_settings(given: VerificationIn, previous: dict[str, Any] | None) -> dict:
+def _verification_settings(given: VerificationIn, previous: dict[str, Any] | None
+                           ) -> dict[str, Any]:
     """The stored (secret-less) verification settings, validated for the kind."""
     values = given.dict(exclude={"secret"})
     kind = given.kind
@@ -296,7 +297,7 @@ async def update_source(request: HttpRequest, source_id: str, payload: SourcePat
         elif kind_changed or (payload.verification.kind != "none" and not row.secret_encrypted):
             _check_secret(payload.verification.kind, None)
         if payload.verification.kind == "none":
-            row.secret_encrypted = None
+            row.secret_encrypted = None  # type: ignore[assignment]
         row.verification = _verification_settings(payload.verification, row.verification)
     try:
         await row.save()

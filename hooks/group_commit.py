@@ -33,7 +33,7 @@ WriteRows = Callable[[list[Row]], Awaitable[None]]
 class _Waiting:
     row: Row
     size: int
-    done: asyncio.Future
+    done: asyncio.Future[None]
 
 
 @dataclass
@@ -43,7 +43,7 @@ class _LoopState:
     loop: asyncio.AbstractEventLoop
     queue: deque[_Waiting] = field(default_factory=deque)
     in_flight: int = 0
-    writers: set[asyncio.Task] = field(default_factory=set)
+    writers: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class GroupCommit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
@@ -24,7 +25,7 @@ log = logging.getLogger("relay.ingest")
 
 
 
-def _json(status: int, payload: dict) -> HttpResponse:
+def _json(status: int, payload: dict[str, Any]) -> HttpResponse:
     """What JsonResponse would send, byte for byte, without its encoder class per call."""
     return HttpResponse(json.dumps(payload).encode(), status=status,
                         content_type="application/json")

@@ -4,16 +4,11 @@ duration, measured around the whole ASGI exchange so the limits guard's 413s cou
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from kernel.exchange import StatusWatch
+from kernel.limits import ASGIApp, Receive, Scope, Send
 from kernel.metrics import Counter, Histogram
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INGEST_RESULTS = ("accepted", "duplicate", "rejected", "not_found", "too_large",
                   "unavailable", "method_not_allowed", "error")

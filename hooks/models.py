@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
@@ -16,11 +18,11 @@ class Source(Model):
     name = fields.CharField(max_length=200, default="")
     enabled = fields.BooleanField(default=True)
     max_body_bytes = fields.IntField(null=True)
-    verification = fields.JSONField(default=dict)
+    verification: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     """The verification settings without the secret: kind, header, algorithm, ..."""
     secret_encrypted = fields.TextField(null=True)
-    dedup = fields.JSONField(null=True)
-    event_type_rule = fields.JSONField(null=True)
+    dedup: fields.JSONField[dict[str, str] | None] = fields.JSONField(null=True)
+    event_type_rule: fields.JSONField[dict[str, str] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -40,7 +42,7 @@ class Event(Model):
     received_at = fields.DatetimeField()
     method = fields.CharField(max_length=10, default="POST")
     query = fields.TextField(default="")
-    headers = fields.JSONField(default=dict)
+    headers: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     content_type = fields.CharField(max_length=255, default="")
     size = fields.IntField(default=0)
     body = fields.BinaryField()
@@ -63,7 +65,7 @@ class RejectedRequest(Model):
     source_id = fields.CharField(max_length=40)
     received_at = fields.DatetimeField()
     reason = fields.TextField()
-    headers = fields.JSONField(default=dict)
+    headers: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     body_preview = fields.BinaryField()
     size = fields.IntField(default=0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,14 +31,14 @@ class IngestSource:
     max_body_bytes: int
     verification: Verification
     secret: str
-    dedup: dict[str, str] | None
-    event_type: dict[str, str] | None
+    dedup: Mapping[str, str] | None
+    event_type: Mapping[str, str] | None
 
 
 MAX_SLUG_LENGTH = 100
 _cache: dict[str, tuple[float, IngestSource | None]] = {}
 _CACHE_LIMIT = 10_000
-_loading: dict[str, asyncio.Task] = {}
+_loading: dict[str, asyncio.Task[IngestSource | None]] = {}
 _generation = 0
 """Bumped by forget_source: a lookup that began before it does not fill the cache."""
 
@@ -94,7 +95,7 @@ async def _load(slug: str) -> IngestSource | None:
     return source
 
 
-def _loaded(slug: str, loading: asyncio.Task) -> None:
+def _loaded(slug: str, loading: asyncio.Task[IngestSource | None]) -> None:
     if _loading.get(slug) is loading:
         del _loading[slug]
     if not loading.cancelled():
@@ -115,5 +116,5 @@ async def ingest_body_limit(slug: str) -> int:
     try:
         source = await get_ingest_source(slug)
     except Exception:  # noqa: BLE001 - the view reports database trouble properly
-        return settings.RELAY_MAX_BODY_BYTES
-    return source.max_body_bytes if source is not None else settings.RELAY_MAX_BODY_BYTES
+        return int(settings.RELAY_MAX_BODY_BYTES)
+    return source.max_body_bytes if source is not None else int(settings.RELAY_MAX_BODY_BYTES)

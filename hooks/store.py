@@ -13,6 +13,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
@@ -77,7 +78,7 @@ class StoredEvent:
     duplicate: bool
 
 
-def _values(event_id: str, received_at: datetime, event: NewEvent) -> list:
+def _values(event_id: str, received_at: datetime, event: NewEvent) -> list[Any]:
     return [
         event_id, event.source_id, event.source_slug, event.event_type, event.dedup_key,
         received_at, event.method, event.query, json.dumps(event.headers),
@@ -85,7 +86,7 @@ def _values(event_id: str, received_at: datetime, event: NewEvent) -> list:
     ]
 
 
-async def _insert_rows(rows: list[list]) -> None:
+async def _insert_rows(rows: list[list[Any]]) -> None:
     client = connections.get("default")
     if len(rows) == 1:
         await client.execute_query(INSERT_AND_NOTIFY, rows[0])

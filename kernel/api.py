@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.sessions.backends.signed_cookies import SessionStore
@@ -18,6 +18,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
 from tortoise.exceptions import ValidationError as FieldValidationError
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from kernel.database import is_database_unavailable
@@ -25,6 +26,8 @@ from kernel.ids import ID_PATTERN
 from kernel.models import ApiToken
 from kernel.outage import database_unavailable
 from kernel.tokens import find_token
+
+M = TypeVar("M", bound=Model)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_LIMIT = 50
@@ -98,7 +101,7 @@ class SessionAuth(APIKeyCookie):
 
 def require_admin(request: HttpRequest) -> None:
     """For reads that only admins may make (secrets)."""
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    token: ApiToken = request.auth
     if token.scope != "admin":
         raise HttpError(403, "reading a secret needs an admin token")
 
@@ -197,14 +200,15 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-async def paginate(queryset: QuerySet, limit: int, cursor: str | None) -> tuple[list, str | None]:
+async def paginate(queryset: QuerySet[M], limit: int, cursor: str | None
+                   ) -> tuple[list[M], str | None]:
     """Newest first by id (ids sort by creation time); `next_cursor` None on the last page."""
     check_limit(limit)
     if cursor:
         queryset = queryset.filter(id__lt=decode_cursor(cursor))
     rows = await queryset.order_by("-id").limit(limit + 1)
     if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].id)
+        return rows[:limit], encode_cursor(str(rows[limit - 1].pk))
     return rows, None
 
 

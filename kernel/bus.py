@@ -38,7 +38,8 @@ RETRY_INTERVAL = 1.0
 
 def json_safe(message: dict[str, Any]) -> dict[str, Any]:
     """The message with anything JSON cannot carry (datetimes, decimals) turned into text."""
-    return json.loads(json.dumps(message, default=str))
+    safe: dict[str, Any] = json.loads(json.dumps(message, default=str))
+    return safe
 
 
 class LiveBus:
@@ -47,7 +48,7 @@ class LiveBus:
         self._dropped = 0
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._thread_id: int | None = None
         self._stopping = False
         self.sent = 0

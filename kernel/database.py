@@ -45,7 +45,7 @@ def embedded_database_url() -> str:
 
             pgdata = settings.RELAY_DATA_DIR / "pgdata"
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             _embedded_url = server.get_uri()
     return _embedded_url
 

@@ -20,12 +20,15 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
 
 Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 BodyLimit = Callable[[Scope], Awaitable[int]]
 
 
-async def _answer(send: Callable, status: int, detail: str,
-                  receive: Callable | None = None) -> None:
+async def _answer(send: Send, status: int, detail: str,
+                  receive: Receive | None = None) -> None:
     """Send a complete JSON answer; with `receive`, discard what the client still sends
     (bounded) before the server closes the connection.
 
@@ -44,7 +47,7 @@ async def _answer(send: Callable, status: int, detail: str,
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _discard_rest(receive: Callable) -> None:
+async def _discard_rest(receive: Receive) -> None:
     discarded = 0
     try:
         async with asyncio.timeout(LINGER_SECONDS):
@@ -70,7 +73,7 @@ class RequestLimits:
         self.app = app
         self.body_limit = body_limit
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         problem = headers_too_large(scope.get("headers", []))
@@ -108,7 +111,7 @@ class RequestLimits:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         replayed = False
 
-        async def replay() -> dict:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True

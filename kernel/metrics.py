@@ -42,7 +42,7 @@ def _process_id() -> str:
     return f"{_HOST}_{os.getpid()}"
 
 
-values.ValueClass = values.MultiProcessValue(_process_id)
+values.ValueClass = values.MultiProcessValue(_process_id)  # type: ignore[no-untyped-call]
 
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: E402
 from prometheus_client import Counter as Counter  # noqa: E402 - the apps import it from here
@@ -113,10 +113,11 @@ class ProcessFilesCollector(MultiProcessCollector):
     stock collector fail on the empty file, and /metrics answer 500.
     """
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         files = [path for path in glob.glob(os.path.join(self._path, "*.db"))
                  if _size(path) >= MMAP_HEADER_BYTES]
-        return self.merge(files, accumulate=True)
+        merged: Iterable[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 def _size(path: str) -> int:
@@ -128,7 +129,7 @@ def _size(path: str) -> int:
 
 def render(scraped: list[Metric], database_up: bool) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    ProcessFilesCollector(registry, path=str(METRICS_DIR))
+    ProcessFilesCollector(registry, path=str(METRICS_DIR))  # type: ignore[no-untyped-call]
     registry.register(ScrapeCollector(scraped, database_up))
     return generate_latest(registry)
 
@@ -160,4 +161,4 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
 
 @atexit.register
 def _process_exit() -> None:
-    mark_process_dead(_process_id(), path=str(METRICS_DIR))
+    mark_process_dead(_process_id(), path=str(METRICS_DIR))  # type: ignore[no-untyped-call]

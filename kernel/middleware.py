@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from kernel.database import is_database_unavailable
 from kernel.exchange import StatusWatch
+from kernel.limits import Receive, Send
 from kernel.outage import database_unavailable
 
 log = logging.getLogger("relay.request")
@@ -39,7 +40,7 @@ class RequestLog:
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not settings.RELAY_REQUEST_LOG:
             return await self.app(scope, receive, send)
         started = time.perf_counter()

@@ -41,7 +41,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     token_id: str | None = None
     scope_name: str | None = None
-    _sender: asyncio.Task | None = None
+    _sender: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         token = await authenticate(self.scope)

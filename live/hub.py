@@ -87,7 +87,7 @@ class LiveHub:
         self.sources = RecentSources()
         self.channel: str | None = None
         self.received = 0
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stats_failing = False
 
     @property
@@ -233,7 +233,7 @@ class LiveHub:
         if not clients:
             return
         try:
-            alive = set(await ApiToken.filter(
+            alive: set[Any] = set(await ApiToken.filter(
                 id__in={client.token_id for client in clients}, revoked_at=None,
             ).values_list("id", flat=True))
         except Exception:  # noqa: BLE001 - checked again next minute

@@ -12,10 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 MAX_FILTER_VALUES = 200
 DELIVERY_TYPES = frozenset({"delivery.attempted", "delivery.succeeded", "delivery.failed"})
+
+
+class SourceLookup(Protocol):
+    """Event id → source slug, for the events this process saw arrive."""
+
+    def get(self, event_id: str, /) -> str | None: ...
 
 
 class SubscribeError(ValueError):
@@ -39,7 +45,7 @@ class Subscription:
             "types": sorted(self.types),
         }
 
-    def matches(self, item: Mapping[str, Any], source_of_event: Mapping[str, str]) -> bool:
+    def matches(self, item: Mapping[str, Any], source_of_event: SourceLookup) -> bool:
         """Whether one (non-batch) message passes; `source_of_event` maps event id → slug."""
         kind = item.get("type")
         if kind == "stats":
@@ -51,7 +57,7 @@ class Subscription:
         return not self.endpoints or self._endpoint_matches(kind, item)
 
     def _source_matches(self, kind: Any, item: Mapping[str, Any],
-                        source_of_event: Mapping[str, str]) -> bool:
+                        source_of_event: SourceLookup) -> bool:
         if kind == "event.received":
             return _field(item, "event", "source") in self.sources
         if kind == "ingest.rejected":

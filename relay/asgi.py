@@ -29,7 +29,7 @@ async def body_limit(scope: dict[str, Any]) -> int:
         from hooks.sources import ingest_body_limit
 
         return await ingest_body_limit(path[len(INGEST_PREFIX):].strip("/"))
-    return settings.RELAY_MAX_BODY_BYTES
+    return int(settings.RELAY_MAX_BODY_BYTES)
 
 
 class Lifespan:
@@ -40,7 +40,8 @@ class Lifespan:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":

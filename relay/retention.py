@@ -176,7 +176,7 @@ DAY_SECONDS = 24 * 3600.0
 
 def start_daily_purge(interval_seconds: float = DAY_SECONDS,
                       first_run_after: float | None = None,
-                      share: float = DEFAULT_SHARE) -> asyncio.Task:
+                      share: float = DEFAULT_SHARE) -> asyncio.Task[None]:
     """Run `purge_expired` in this process every day; returns the task (cancel it to stop).
 
     The first run waits 5 to 15 minutes (random) so that restarts and several

@@ -11,6 +11,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -71,7 +72,7 @@ def parse_retry_schedule(text: str) -> list[float]:
 RELAY_ENV = _env("RELAY_ENV", "development")
 if RELAY_ENV not in ("development", "production"):
     raise ImproperlyConfigured(f"RELAY_ENV={RELAY_ENV!r}: use development or production")
-RELAY_DATA_DIR = Path(_env("RELAY_DATA_DIR", str(Path.cwd() / ".relay"))).resolve()
+RELAY_DATA_DIR = Path(_env("RELAY_DATA_DIR") or Path.cwd() / ".relay").resolve()
 RELAY_DATABASE_URL = _env("RELAY_DATABASE_URL")
 RELAY_DATABASE_POOL_SIZE = _env_int("RELAY_DATABASE_POOL_SIZE", 10)
 RELAY_REDIS_URL = _env("RELAY_REDIS_URL")
@@ -98,7 +99,7 @@ RELAY_TRUST_X_FORWARDED_PROTO = _env_bool("RELAY_TRUST_X_FORWARDED_PROTO", False
 RELAY_SOURCE_CACHE_SECONDS = _env_float("RELAY_SOURCE_CACHE_SECONDS", 2.0)
 try:
     RELAY_RETRY_SCHEDULE = parse_retry_schedule(
-        _env("RELAY_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000")
+        _env("RELAY_RETRY_SCHEDULE") or "5,300,1800,7200,18000,36000,36000"
     )
 except ValueError as exc:
     raise ImproperlyConfigured(
@@ -170,7 +171,7 @@ MIDDLEWARE: list[str] = [
 
 ROOT_URLCONF = "relay.urls"
 ASGI_APPLICATION = "relay.asgi.application"
-DATABASES: dict = {}
+DATABASES: dict[str, Any] = {}
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"

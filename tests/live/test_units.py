@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ OTHER_DELIVERY = {"type": "delivery.failed", "delivery": {"id": "dlv_2", "event_
 REJECTED = {"type": "ingest.rejected", "source": "bank", "reason": "bad signature"}
 DISABLED = {"type": "endpoint.disabled", "endpoint": {"id": "ep_2", "disabled_reason": "410"}}
 STATS = {"type": "stats", "stats": {}}
-ALL = [EVENT, DELIVERY, OTHER_DELIVERY, REJECTED, DISABLED, STATS]
+ALL: list[dict[str, Any]] = [EVENT, DELIVERY, OTHER_DELIVERY, REJECTED, DISABLED, STATS]
 SOURCES = {"evt_1": "shop"}
 
 

@@ -1,5 +1,8 @@
 import asyncio
 import os
+from argparse import ArgumentParser
+from collections.abc import Coroutine
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -15,7 +18,7 @@ from kernel.database import (
 )
 
 
-def run_event_loop(main) -> None:
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
     """uvloop when installed (it comes with uvicorn[standard], as under `runrelay`): the
     dispatcher spends most of its CPU in the event loop and the HTTP client."""
     try:
@@ -36,13 +39,13 @@ def describe_database() -> str:
 class Command(BaseCommand):
     help = ("Run a dispatcher only: route stored events to endpoints and deliver them, with "
             "retries. Run as many as you like, on any hosts, against the same database.")
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--concurrency", type=int, default=None,
                             help="requests in flight at most (default RELAY_DISPATCH_CONCURRENCY)")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         concurrency = options["concurrency"] or settings.RELAY_DISPATCH_CONCURRENCY
         if concurrency < 1:
             raise CommandError("--concurrency must be at least 1")

@@ -1,4 +1,6 @@
+from argparse import ArgumentParser
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -19,15 +21,17 @@ def parse_time(name: str, value: str | None) -> datetime | None:
 class Command(BaseCommand):
     help = ("Re-deliver an endpoint's failed deliveries created in a time window: they go "
             "back to pending with a fresh retry schedule (their attempts are kept).")
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--endpoint", required=True, help="the endpoint id (ep_…)")
         parser.add_argument("--since", required=True, help="ISO 8601 time, inclusive")
         parser.add_argument("--until", default=None, help="ISO 8601 time, exclusive (default: now)")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         since = parse_time("since", options["since"])
+        if since is None:
+            raise CommandError("--since is required")
         until = parse_time("until", options["until"]) or datetime.now(UTC)
         if until <= since:
             raise CommandError("--until must be later than --since")

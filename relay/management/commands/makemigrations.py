@@ -1,4 +1,5 @@
 import asyncio
+from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -12,13 +13,13 @@ CLI_CONFIG: dict[str, Any] = {}
 
 class Command(BaseCommand):
     help = "Developers: write a new schema migration from the Tortoise models."
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--name", default=None)
         parser.add_argument("--empty", action="store_true")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         CLI_CONFIG.clear()
         CLI_CONFIG.update(tortoise_config())
         ctx = CLIContext(config=f"{__name__}.CLI_CONFIG", config_file=None)

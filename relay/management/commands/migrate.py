@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from kernel.commands import run_with_database
@@ -6,9 +8,9 @@ from relay.migrations_runner import apply_migrations
 
 class Command(BaseCommand):
     help = "Apply Relay's database migrations (idempotent)."
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         async def work() -> None:
             await apply_migrations(say=self.stdout.write)
 

@@ -1,3 +1,6 @@
+from argparse import ArgumentParser
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -9,9 +12,9 @@ class Command(BaseCommand):
     help = ("Delete events (with their deliveries and attempts) older than the retention "
             "(RELAY_RETENTION_DAYS) whose deliveries are all final, and refused requests "
             "older than 7 days. Safe to run while Relay runs.")
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--days", type=int, default=None,
                             help=f"keep this many days (default RELAY_RETENTION_DAYS, now "
                                  f"{settings.RELAY_RETENTION_DAYS})")
@@ -23,13 +26,15 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true",
                             help="count what would be removed; delete nothing")
 
-    def handle(self, *args, **options) -> None:
-        say = self.stdout.write
+    def handle(self, *args: Any, **options: Any) -> None:
+        def say(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
 
-        async def work() -> dict:
+        async def work() -> dict[str, Any]:
             return await purge_expired(
                 days=options["days"], batch_size=options["batch_size"],
-                dry_run=options["dry_run"], say=lambda line: (say(line), self.stdout.flush()),
+                dry_run=options["dry_run"], say=say,
                 share=options["share"],
             )
 

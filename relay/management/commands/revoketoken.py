@@ -1,3 +1,6 @@
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel.commands import run_with_database
@@ -6,12 +9,12 @@ from kernel.tokens import revoke_tokens
 
 class Command(BaseCommand):
     help = "Revoke an API token by its id (tok_…) or every token with a name."
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("token", help="the token's id (tok_…) or name")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         async def work() -> int:
             return await revoke_tokens(options["token"])
 

@@ -1,5 +1,7 @@
 import signal
 import sys
+from argparse import ArgumentParser
+from typing import Any
 
 import uvicorn
 from django.conf import settings
@@ -14,15 +16,15 @@ from relay.migrations_runner import apply_migrations
 class Command(BaseCommand):
     help = ("Run everything in one process: migrations, web server and dispatcher. "
             "Starts an embedded PostgreSQL when RELAY_DATABASE_URL is not set.")
-    requires_system_checks: list = []
+    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-dispatcher", action="store_true",
                             help="serve HTTP only (run `manage.py dispatch` elsewhere)")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         say = self.stdout.write
         if settings.RELAY_DATABASE_URL:
             say("Using the database at RELAY_DATABASE_URL.")
