@@ -1,5 +1,7 @@
 """scripts/rewrite_imports.py: code written against the old relay/ layout, rewritten."""
 
+# rewrite_imports: leave this file
+
 from __future__ import annotations
 
 import importlib.util
