@@ -123,7 +123,7 @@ class DayPartition:
 
 async def is_partitioned(connection: asyncpg.Connection, table: str) -> bool:
     kind = await connection.fetchval(
-        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relname = $1 AND n.nspname = current_schema()", table)
     return kind == "p"
 
@@ -169,8 +169,8 @@ async def create_partition(connection: asyncpg.Connection, table: str, day: date
         await connection.execute(
             f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         moved = await connection.execute(
-            f"WITH gone AS (DELETE FROM {default} WHERE id >= $1 AND id < $2 RETURNING *)"
-            f" INSERT INTO {name} SELECT * FROM gone", low, high,  # noqa: S608
+            f"WITH gone AS (DELETE FROM {default} WHERE id >= $1 AND id < $2 RETURNING *)"  # noqa: S608
+            f" INSERT INTO {name} SELECT * FROM gone", low, high,
             timeout=LONG_STATEMENT_TIMEOUT)
         await connection.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} {bounds}",
                                  timeout=LONG_STATEMENT_TIMEOUT)
