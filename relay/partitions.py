@@ -61,6 +61,27 @@ def id_bound(prefix: str, moment: datetime) -> str:
     return f"{prefix}_{_encode(int(moment.timestamp() * 1000), 10)}{'0' * 16}"
 
 
+ID_SLACK = timedelta(hours=1)
+"""How far a row's id time may be from the time columns it is compared with (clocks of
+different hosts, a row made a little before it is stamped)."""
+
+
+def ids_between(prefix: str, since: datetime | None, until: datetime | None
+                ) -> tuple[str | None, str | None]:
+    """Id bounds [low, high) sure to hold every row of type `prefix` stamped in
+    [since, until): added to a time filter, they let PostgreSQL skip other days."""
+    low = id_bound(prefix, since - ID_SLACK) if since is not None else None
+    high = id_bound(prefix, until + ID_SLACK) if until is not None else None
+    return low, high
+
+
+def ids_after(prefix: str, parent_id: str) -> str | None:
+    """The lowest id of type `prefix` a row made after `parent_id` can have (rows are made
+    after their parent: a delivery after its event, an attempt after its delivery)."""
+    moment = moment_of_id(parent_id)
+    return None if moment is None else id_bound(prefix, moment - ID_SLACK)
+
+
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
@@ -79,8 +100,8 @@ def default_name(table: str) -> str:
     return f"{table}_default"
 
 
-def day_of_id(value: str) -> date | None:
-    """The UTC day an id was created, or None for an id not made by relay/ids.py."""
+def moment_of_id(value: str) -> datetime | None:
+    """When an id was created, or None for an id not made by relay/ids.py."""
     _, _, rest = value.partition("_")
     if len(rest) < 10:
         return None
@@ -91,9 +112,15 @@ def day_of_id(value: str) -> date | None:
             return None
         millis = millis * 32 + digit
     try:
-        return datetime.fromtimestamp(millis / 1000, UTC).date()
+        return datetime.fromtimestamp(millis / 1000, UTC)
     except (OverflowError, ValueError, OSError):
         return None
+
+
+def day_of_id(value: str) -> date | None:
+    """The UTC day an id was created, or None for an id not made by relay/ids.py."""
+    moment = moment_of_id(value)
+    return None if moment is None else moment.date()
 
 
 def days(first: date, last: date) -> Iterator[date]:
