@@ -33,6 +33,7 @@ import django  # noqa: E402
 django.setup()
 
 from dispatch import queue, routing, settle  # noqa: E402
+from hooks import store  # noqa: E402
 from relay import partitions, retention  # noqa: E402
 
 NOW = datetime.now(UTC)
@@ -129,11 +130,9 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
          " WHERE (SELECT count(*) FROM rejected_request WHERE source_id = $2::text"
          " AND received_at > $3::timestamptz - interval '1 minute') < $8",
          [partitions.id_bound("rej", NOW), "src_1", NOW, "bad", "{}", b"", 0, 10], None),
-        ("dedup lookup (ingest)",
-         "SELECT id FROM event WHERE source_id IS NOT DISTINCT FROM $1 AND dedup_key = $2"
-         " AND received_at > $3 AND id >= $4 ORDER BY received_at LIMIT 1",
-         ["src_1", "k12345", NOW - timedelta(days=1),
-          partitions.id_bound("evt", NOW - timedelta(days=1))], None),
+        ("dedup lookup (ingest, hooks/store.py)", store._FIND_ORIGINALS,
+         [[0], ["src_1"], ["k12345"], [NOW - timedelta(days=1)],
+          [partitions.id_bound("evt", NOW - timedelta(days=1))], [None], [None]], None),
     ]
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
-from relay.ids import _encode
+from relay.ids import lowest_id
 
 log = logging.getLogger("relay.partitions")
 
@@ -58,7 +58,7 @@ Say = Callable[[str], None]
 
 def id_bound(prefix: str, moment: datetime) -> str:
     """The smallest id of type `prefix` that can be created at `moment` (full length)."""
-    return f"{prefix}_{_encode(int(moment.timestamp() * 1000), 10)}{'0' * 16}"
+    return lowest_id(prefix, moment.timestamp())
 
 
 ID_SLACK = timedelta(hours=1)
