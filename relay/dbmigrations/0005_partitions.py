@@ -60,7 +60,7 @@ async def _convert(connection: asyncpg.Connection, table: str) -> None:
             first, last = min(first, day), max(last, day)
     last = max(last, today + timedelta(days=partitions.DAYS_AHEAD))
 
-    copied = 0
+    copied = shown = 0
     say_each = total >= 100_000
     if say_each:
         report_progress(f"    {table}: copying {total:,} rows into daily partitions ...")
@@ -75,8 +75,9 @@ async def _convert(connection: asyncpg.Connection, table: str) -> None:
             low, high, timeout=_TIMEOUT)
         count = int(result.split()[-1])
         copied += count
-        if say_each and count:
-            report_progress(f"    {table}: {copied:,} of {total:,} rows copied ({day})")
+        if say_each and copied * 10 // total > shown:
+            shown = copied * 10 // total
+            report_progress(f"    {table}: {copied:,} of {total:,} rows copied (up to {day})")
     low = partitions.day_bounds(table, first)[0]
     high = partitions.day_bounds(table, last)[1]
     result = await connection.execute(
