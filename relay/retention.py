@@ -43,7 +43,6 @@ from typing import Any
 import asyncpg
 from django.conf import settings
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
 from relay import partitions
 from relay.ids import _encode
@@ -379,51 +378,59 @@ async def _drop_expired_days(cutoff: datetime, rejected_cutoff: datetime, dry_ru
                         for table, count in removed.items()))
 
 
+_T = partitions.LONG_STATEMENT_TIMEOUT
+"""Batches are background work: a loaded database may take longer than the pool's 30 s."""
+
+
+def _pooled() -> Any:
+    return connections.get("default").acquire_connection()
+
+
 async def _select_batch(connection: Any, cutoff: datetime, cursor: tuple[datetime, str],
-                        limit: int) -> list[dict[str, Any]]:
-    _, rows = await connection.execute_query(_SELECT_EXPIRED_EVENTS,
-                                             [cutoff, cursor[0], cursor[1], limit])
-    return rows
+                        limit: int) -> list[Any]:
+    return list(await connection.fetch(_SELECT_EXPIRED_EVENTS, cutoff, cursor[0], cursor[1],
+                                       limit, timeout=_T))
 
 
 async def _delete_batch(cutoff: datetime, cursor: tuple[datetime, str], limit: int
                         ) -> tuple[tuple[datetime, str], dict[str, int] | None]:
-    async with in_transaction("default") as connection:
+    async with _pooled() as connection, connection.transaction():
         rows = await _select_batch(connection, cutoff, cursor, limit)
         if not rows:
             return cursor, None
         ids = [row["id"] for row in rows]
-        await connection.execute_query(_LOCK_DELIVERIES, [ids])
-        _, counts = await connection.execute_query(_DELETE_EVENTS, [ids])
-    return (rows[-1]["received_at"], rows[-1]["id"]), dict(counts[0])
+        await connection.execute(_LOCK_DELIVERIES, ids, timeout=_T)
+        counts = await connection.fetchrow(_DELETE_EVENTS, ids, timeout=_T)
+    return (rows[-1]["received_at"], rows[-1]["id"]), dict(counts)
 
 
 async def _count_batch(cutoff: datetime, cursor: tuple[datetime, str], limit: int,
                        counted_days: set[Any]) -> tuple[tuple[datetime, str],
                                                        dict[str, int] | None]:
     """Count a batch, leaving out the events of days step 1 counted whole."""
-    connection = connections.get("default")
-    rows = await _select_batch(connection, cutoff, cursor, limit)
-    if not rows:
-        return cursor, None
-    ids = [row["id"] for row in rows if partitions.day_of_id(row["id"]) not in counted_days]
-    _, related = await connection.execute_query(_COUNT_RELATED, [ids])
-    return (rows[-1]["received_at"], rows[-1]["id"]), {"events": len(ids), **dict(related[0])}
+    async with _pooled() as connection:
+        rows = await _select_batch(connection, cutoff, cursor, limit)
+        if not rows:
+            return cursor, None
+        ids = [row["id"] for row in rows
+               if partitions.day_of_id(row["id"]) not in counted_days]
+        related = await connection.fetchrow(_COUNT_RELATED, ids, timeout=_T)
+    return (rows[-1]["received_at"], rows[-1]["id"]), {"events": len(ids), **dict(related)}
 
 
 async def _purge_rejected(cutoff: datetime, batch_size: int, dry_run: bool,
                           throttle: _Throttle, counted_below: str = "") -> int:
-    connection = connections.get("default")
     boundary = id_boundary("rej", cutoff)
     if dry_run:
-        _, rows = await connection.execute_query(_COUNT_REJECTED,
-                                                 [boundary, cutoff, counted_below])
-        return int(rows[0]["n"])
+        async with _pooled() as connection:
+            return int(await connection.fetchval(_COUNT_REJECTED, boundary, cutoff,
+                                                 counted_below, timeout=_T))
     removed = 0
     while True:
-        async with throttle:
-            count, _ = await connection.execute_query(_DELETE_REJECTED,
-                                                      [boundary, cutoff, batch_size])
+        async with throttle, _pooled() as connection:
+            result = await connection.execute(_DELETE_REJECTED, boundary, cutoff, batch_size,
+                                              timeout=_T)
+        count = int(result.split()[-1])
         removed += count
         if count < batch_size:
             return removed
