@@ -25,8 +25,10 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -226,7 +228,7 @@ async def ensure_partitions(connection: asyncpg.Connection, first: date | None =
     return made
 
 
-def start_upkeep(pool_connection: Callable[[], object],
+def start_upkeep(pool_connection: Callable[[], AbstractAsyncContextManager[Any]],
                  interval_seconds: float = UPKEEP_SECONDS) -> asyncio.Task[None]:
     """Every `interval_seconds`, make the partitions of the coming days; returns the task.
 
@@ -235,7 +237,7 @@ def start_upkeep(pool_connection: Callable[[], object],
     async def loop() -> None:
         while True:
             try:
-                async with pool_connection() as connection:  # type: ignore[attr-defined]
+                async with pool_connection() as connection:
                     made = await ensure_partitions(connection)
                 if made:
                     log.info("partitions: made %s", ", ".join(made))

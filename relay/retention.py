@@ -37,7 +37,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -123,7 +123,7 @@ SELECT DISTINCT event_id AS id FROM delivery WHERE status IN {_ACTIVE_SQL}
 """Events with a delivery in flight, wherever the delivery is stored."""
 
 
-def _keep_statements(day: Any) -> list[tuple[str, str]]:
+def _keep_statements(day: date) -> list[tuple[str, str]]:
     """(temp table, statement) copying the rows of `day` that must survive its drop."""
     event = partitions.partition_name("event", day)
     delivery = partitions.partition_name("delivery", day)
@@ -280,13 +280,13 @@ async def _count(connection: Any, name: str) -> int:
                                          timeout=partitions.LONG_STATEMENT_TIMEOUT))
 
 
-async def expired_days(connection: Any, table: str, cutoff: datetime) -> list[Any]:
+async def expired_days(connection: Any, table: str, cutoff: datetime) -> list[date]:
     """The days of `table` whose partition holds only rows created before `cutoff`."""
     return [part.day for part in await partitions.day_partitions(connection, table)
             if partitions.day_start(part.day + timedelta(days=1)) <= cutoff]
 
 
-async def drop_day(connection: Any, day: Any, tables: tuple[str, ...] = _DAY_TABLES,
+async def drop_day(connection: Any, day: date, tables: tuple[str, ...] = _DAY_TABLES,
                    dry_run: bool = False) -> dict[str, int] | None:
     """Drop `tables`' partitions of `day`, moving what must be kept to the default
     partitions first; returns the rows removed per table, or None when the day was kept
@@ -309,7 +309,7 @@ async def drop_day(connection: Any, day: Any, tables: tuple[str, ...] = _DAY_TAB
     return None
 
 
-async def _drop_day_once(connection: Any, day: Any, tables: tuple[str, ...],
+async def _drop_day_once(connection: Any, day: date, tables: tuple[str, ...],
                          totals: dict[str, int]) -> dict[str, int] | None:
     async with connection.transaction():
         await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
@@ -352,7 +352,7 @@ async def _drop_expired_days(cutoff: datetime, rejected_cutoff: datetime, dry_ru
             await partitions.ensure_partitions(connection)
         groups = [(_DAY_TABLES, cutoff), (("rejected_request",), rejected_cutoff)]
         for tables, limit in groups:
-            day_set: set[Any] = set()
+            day_set: set[date] = set()
             for table in tables:
                 day_set.update(await expired_days(connection, table, limit))
             for day in sorted(day_set):
@@ -405,7 +405,7 @@ async def _delete_batch(cutoff: datetime, cursor: tuple[datetime, str], limit: i
 
 
 async def _count_batch(cutoff: datetime, cursor: tuple[datetime, str], limit: int,
-                       counted_days: set[Any]) -> tuple[tuple[datetime, str],
+                       counted_days: set[date]) -> tuple[tuple[datetime, str],
                                                        dict[str, int] | None]:
     """Count a batch, leaving out the events of days step 1 counted whole."""
     async with _pooled() as connection:
