@@ -3,7 +3,9 @@
 
 Durable state is rescheduled in the database (`next_attempt_at`), never by sleeping in
 the process. The endpoint's health (circuit breaker, failing-since, last success) is
-updated in the same transaction under the endpoint row lock, so every dispatcher agrees.
+updated in the same transaction under the endpoint row lock, so every dispatcher agrees,
+and so are the rollups (dispatch/rollups.py): their rows are those of the endpoints the
+transaction has locked first, so they add no lock order of their own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dispatch.retry import (
     parse_retry_after,
     should_auto_disable,
 )
+from dispatch.rollups import AttemptFacts, record_attempts
 from dispatch.sender import AttemptResult
 from relay.bus import publish
 from relay.ids import new_id
@@ -197,6 +200,10 @@ class SettleWriter:
         async with pooled() as connection, connection.transaction():
             health = await self._lock_health(connection, batch)
             await connection.execute(_INSERT_ATTEMPTS, *_attempt_columns(batch))
+            await record_attempts(connection, [
+                AttemptFacts(item.job.endpoint_id, item.result.started_at,
+                             item.result.status_code, item.result.duration_ms)
+                for item in batch])
             applied = {row["id"] for row in await connection.fetch(
                 _UPDATE_DELIVERIES, self.owner,
                 [item.job.id for item in batch], [item.status for item in batch],
