@@ -30,10 +30,14 @@ HOUR = 3600
 SPANS = (MINUTE, HOUR)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def floor_to(moment: datetime, seconds: int) -> datetime:
-    """The start of the `seconds`-long period (aligned on the epoch, in UTC) holding `moment`."""
-    epoch = int(moment.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    """The start of the `seconds`-long period (aligned on the epoch, in UTC) holding `moment`
+    (exact to the microsecond: no float on the way)."""
+    span = timedelta(seconds=seconds)
+    return EPOCH + (moment - EPOCH) // span * span
 
 
 def is_success(status_code: int | None) -> bool:

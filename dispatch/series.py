@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from dispatch.latency import percentile, rounded_ms
-from dispatch.rollups import HOUR, MINUTE, series_sql, totals_from
+from dispatch.rollups import HOUR, MINUTE, floor_to, series_sql, totals_from
 
 METRICS = ("events", "deliveries", "failures", "success_rate", "p50_ms", "p95_ms")
 PARAMETERS = ("metric", "since", "until", "step", "endpoint", "source")
@@ -61,13 +61,8 @@ def _moment(field: str, text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _floor(moment: datetime, step: int) -> datetime:
-    seconds = int(moment.timestamp() // step * step)
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 def _ceil(moment: datetime, step: int) -> datetime:
-    floor = _floor(moment, step)
+    floor = floor_to(moment, step)
     return floor if floor == moment else floor + timedelta(seconds=step)
 
 
@@ -90,7 +85,7 @@ def parse_series_query(params: Mapping[str, str], now: datetime) -> SeriesQuery:
         raise SeriesError("step", "must be a positive multiple of 60 seconds")
     until = _ceil(_moment("until", params["until"]) if params.get("until") else now, step)
     if params.get("since"):
-        since = _floor(_moment("since", params["since"]), step)
+        since = floor_to(_moment("since", params["since"]), step)
     else:
         since = until - timedelta(seconds=step * DEFAULT_POINTS)
     if since >= until:
