@@ -145,6 +145,23 @@ async def seed(connection: Any, args: argparse.Namespace) -> None:
         )
         SELECT t.endpoint_id, 3600, t.hour, t.a, t.s, t.f, t.d, arrays.latency
         FROM totals AS t JOIN arrays USING (endpoint_id, hour)""")
+    say("  the all-endpoint total rows (one shard, as with one dispatcher) ...")
+    await connection.execute("""
+        INSERT INTO endpoint_rollup (endpoint_id, span, start_at, attempts, successes, failures,
+                                     duration_ms_sum, latency)
+        WITH per_bucket AS (
+            SELECT span, start_at, i, sum(v)::int AS n
+            FROM endpoint_rollup, unnest(latency) WITH ORDINALITY AS u(v, i) GROUP BY 1, 2, 3
+        ), arrays AS (
+            SELECT span, start_at, array_agg(n ORDER BY i) AS latency
+            FROM per_bucket GROUP BY 1, 2
+        ), totals AS (
+            SELECT span, start_at, sum(attempts) AS a, sum(successes) AS s,
+                   sum(failures) AS f, sum(duration_ms_sum) AS d
+            FROM endpoint_rollup GROUP BY 1, 2
+        )
+        SELECT '*0', t.span, t.start_at, t.a, t.s, t.f, t.d, arrays.latency
+        FROM totals AS t JOIN arrays USING (span, start_at)""")
     say("  events per minute and hour for three sources ...")
     await connection.execute("""
         INSERT INTO source_rollup (source, span, start_at, events)
@@ -208,6 +225,24 @@ async def timed(label: str, read: Callable[[], Awaitable[Any]], repeat: int,
     return answer
 
 
+async def explain(endpoint: str) -> None:
+    """Print the plans of the rollup reads (to see why one is slow)."""
+    from dispatch.endpoints import utcnow
+    from dispatch.queue import pooled
+    from dispatch.rollups import SUMS_BY_ENDPOINT, SUMS_OF_ENDPOINT, last_day, window_bounds
+    from dispatch.stats import _LIVE_OPEN, _OPEN_OF_ALL, _OPEN_OF_ENDPOINT, OPEN_COUNT_CAP
+
+    bounds = window_bounds(*last_day(utcnow()))
+    statements = [(SUMS_OF_ENDPOINT, [*bounds, endpoint]), (SUMS_BY_ENDPOINT, bounds),
+                  (_OPEN_OF_ENDPOINT, [OPEN_COUNT_CAP, endpoint]),
+                  (_OPEN_OF_ALL, [OPEN_COUNT_CAP]), (_LIVE_OPEN, [])]
+    async with pooled() as connection:
+        for sql, params in statements:
+            plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
+            say("\n".join(row[0] for row in plan))
+            say("-" * 60)
+
+
 async def measure(args: argparse.Namespace) -> int:
     import django
 
@@ -222,9 +257,16 @@ async def measure(args: argparse.Namespace) -> int:
     await start_database()
     problems: list[str] = []
     try:
-        async with pooled() as connection:
-            await seed(connection, args)
+        import asyncpg
+
+        seeding = await asyncpg.connect(os.environ["RELAY_DATABASE_URL"], command_timeout=None)
+        try:
+            await seed(seeding, args)
+        finally:
+            await seeding.close()
         endpoint = "ep_bench" + "0" * 22
+        if args.explain:
+            await explain(endpoint)
         say()
         say("Before: the old endpoint stats (percentiles over 24 h of attempts)")
         old_results: list[tuple[str, float, float]] = []
@@ -299,6 +341,8 @@ def main() -> int:
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--explain", action="store_true",
+                        help="print the plans of the rollup reads first")
     args = parser.parse_args()
     pg = Postgres()
     data_dir = Path(tempfile.mkdtemp(prefix="relay-bench-stats-"))

@@ -7,6 +7,13 @@ attempts that were committed), the router for events (inside its routing stateme
 event is counted by the one statement that marks it routed). Rows go in key order, so two
 dispatchers that upsert the same rows take their locks in the same order.
 
+Besides a row per endpoint, each writer adds its attempts to a total row under the key
+`*<shard>` (TOTAL_KEYS; a dispatcher picks one shard for its lifetime), so that the
+figures of all endpoints together (the live message, series without `endpoint`) read a
+few rows per minute, not one per endpoint. A shard row is upserted last, just before the
+settle commits, and two dispatchers sharing a shard only wait for each other's commit:
+the endpoint rows each settle updates are those it has already locked.
+
 Readers sum rows over a window made of whole minutes, using the hour rows for the whole
 hours inside it, so a 24-hour read touches at most 23 hour rows and 118 minute rows per
 endpoint whatever the traffic.
@@ -28,6 +35,9 @@ from dispatch.queue import pooled
 MINUTE = 60
 HOUR = 3600
 SPANS = (MINUTE, HOUR)
+TOTAL_SHARDS = 4
+TOTAL_KEYS = [f"*{shard}" for shard in range(TOTAL_SHARDS)]
+"""Keys of the all-endpoint total rows (they sort before every endpoint id)."""
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,24 +79,27 @@ class RollupRow:
     latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
 
 
-def roll_up(attempts: Iterable[AttemptFacts]) -> list[RollupRow]:
-    """The minute and hour rows that a batch of attempts adds, in key order."""
+def roll_up(attempts: Iterable[AttemptFacts], total_key: str | None = None) -> list[RollupRow]:
+    """The minute and hour rows that a batch of attempts adds, per endpoint and (with
+    `total_key`) for all endpoints together; the total rows come last, the others in key
+    order."""
     rows: dict[tuple[str, int, datetime], RollupRow] = {}
     for attempt in attempts:
         bucket = bucket_of(attempt.duration_ms)
         success = is_success(attempt.status_code)
-        for span in SPANS:
-            start = floor_to(attempt.started_at, span)
-            key = (attempt.endpoint_id, span, start)
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = RollupRow(attempt.endpoint_id, span, start)
-            row.attempts += 1
-            row.successes += success
-            row.failures += not success
-            row.duration_ms_sum += attempt.duration_ms
-            row.latency[bucket] += 1
-    return [rows[key] for key in sorted(rows)]
+        keys = [attempt.endpoint_id] if total_key is None else [attempt.endpoint_id, total_key]
+        for endpoint_id in keys:
+            for span in SPANS:
+                start = floor_to(attempt.started_at, span)
+                row = rows.get((endpoint_id, span, start))
+                if row is None:
+                    row = rows[(endpoint_id, span, start)] = RollupRow(endpoint_id, span, start)
+                row.attempts += 1
+                row.successes += success
+                row.failures += not success
+                row.duration_ms_sum += attempt.duration_ms
+                row.latency[bucket] += 1
+    return [rows[key] for key in sorted(rows, key=lambda key: (key[0] == total_key, key))]
 
 
 _ADD_LATENCY = ", ".join(f"r.latency[{i}] + excluded.latency[{i}]" for i in range(1, BUCKETS + 1))
@@ -97,9 +110,9 @@ INSERT INTO endpoint_rollup AS r (endpoint_id, span, start_at, attempts, success
 SELECT v.endpoint_id, v.span, v.start_at, v.attempts, v.successes, v.failures, v.duration,
        v.latency::integer[]
 FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::int[],
-            $7::float8[], $8::text[])
-     AS v(endpoint_id, span, start_at, attempts, successes, failures, duration, latency)
-ORDER BY v.endpoint_id, v.span, v.start_at
+            $7::float8[], $8::text[]) WITH ORDINALITY
+     AS v(endpoint_id, span, start_at, attempts, successes, failures, duration, latency, ord)
+ORDER BY v.ord
 ON CONFLICT (endpoint_id, span, start_at) DO UPDATE
 SET attempts = r.attempts + excluded.attempts,
     successes = r.successes + excluded.successes,
@@ -109,10 +122,11 @@ SET attempts = r.attempts + excluded.attempts,
 """  # noqa: S608 - generated from constants; values are bound
 
 
-async def record_attempts(connection: asyncpg.Connection,
-                          attempts: Sequence[AttemptFacts]) -> None:
-    """Add a batch of attempts to the rollups (call it in the transaction that inserts them)."""
-    rows = roll_up(attempts)
+async def record_attempts(connection: asyncpg.Connection, attempts: Sequence[AttemptFacts],
+                          total_key: str | None = None) -> None:
+    """Add a batch of attempts to the rollups (call it last in the transaction that inserts
+    them, after the endpoint rows are locked)."""
+    rows = roll_up(attempts, total_key)
     if not rows:
         return
     await connection.execute(
@@ -171,31 +185,43 @@ def last_day(now: datetime) -> tuple[datetime, datetime]:
     return current - timedelta(hours=24), current + timedelta(seconds=MINUTE)
 
 
-def piece_arrays(parts: Sequence[Piece]) -> tuple[list[int], list[datetime], list[datetime]]:
-    return ([p.span for p in parts], [p.since for p in parts], [p.until for p in parts])
+def window_bounds(since: datetime, until: datetime) -> list[datetime]:
+    """The six bounds `_WINDOW` takes: minutes, hours, minutes (empty ranges where a piece
+    is missing)."""
+    minutes = [part for part in pieces(since, until) if part.span == MINUTE]
+    hours = [part for part in pieces(since, until) if part.span == HOUR]
+    head = minutes[0] if minutes and (not hours or minutes[0].until <= hours[0].since) else None
+    tail = next((part for part in minutes if part is not head), None)
+    bounds: list[datetime] = []
+    for part in (head, hours[0] if hours else None, tail):
+        bounds += [part.since, part.until] if part is not None else [since, since]
+    return bounds
 
 
 _LATENCY_SUMS = "ARRAY[" + ", ".join(
     f"coalesce(sum(r.latency[{i}]), 0)" for i in range(1, BUCKETS + 1)) + "]::bigint[]"
 
 _WINDOW = """
-FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS p(span, since, until)
-JOIN endpoint_rollup AS r
-  ON r.span = p.span AND r.start_at >= p.since AND r.start_at < p.until
+FROM endpoint_rollup AS r
+WHERE ((r.span = 60 AND r.start_at >= $1 AND r.start_at < $2)
+       OR (r.span = 3600 AND r.start_at >= $3 AND r.start_at < $4)
+       OR (r.span = 60 AND r.start_at >= $5 AND r.start_at < $6))
 """
+"""Rows of the three pieces of a window (minutes, hours, minutes; some maybe empty), as
+ranges the indexes can use."""
 
 _SUMS_BY_ENDPOINT = f"""
 SELECT r.endpoint_id, sum(r.attempts)::bigint AS attempts,
        sum(r.successes)::bigint AS successes, sum(r.failures)::bigint AS failures,
        {_LATENCY_SUMS} AS latency
 {_WINDOW}
-{{where}}
+  AND {{which}}
 GROUP BY r.endpoint_id
 """  # noqa: S608 - generated from constants; values are bound
-SUMS_BY_ENDPOINT = _SUMS_BY_ENDPOINT.format(where="")
-"""Totals and summed histograms per endpoint over the pieces ($1-$3)."""
-SUMS_OF_ENDPOINT = _SUMS_BY_ENDPOINT.format(where="WHERE r.endpoint_id = $4")
-"""The same for one endpoint ($4). A separate text, not `$4 IS NULL OR …`: a prepared
+SUMS_BY_ENDPOINT = _SUMS_BY_ENDPOINT.format(which="r.endpoint_id NOT LIKE '*%'")
+"""Totals and summed histograms per endpoint over a window ($1-$6)."""
+SUMS_OF_ENDPOINT = _SUMS_BY_ENDPOINT.format(which="r.endpoint_id = $7")
+"""The same for one endpoint ($7). A separate text, not `$7 IS NULL OR …`: a prepared
 statement's generic plan could not use the index for that."""
 
 
@@ -214,11 +240,11 @@ def totals_from(row: Any) -> Totals:
 
 async def sums_by_endpoint(connection: asyncpg.Connection, since: datetime, until: datetime,
                            endpoint_id: str | None = None) -> dict[str, Totals]:
-    arrays = piece_arrays(pieces(since, until))
+    bounds = window_bounds(since, until)
     if endpoint_id is None:
-        rows = await connection.fetch(SUMS_BY_ENDPOINT, *arrays)
+        rows = await connection.fetch(SUMS_BY_ENDPOINT, *bounds)
     else:
-        rows = await connection.fetch(SUMS_OF_ENDPOINT, *arrays, endpoint_id)
+        rows = await connection.fetch(SUMS_OF_ENDPOINT, *bounds, endpoint_id)
     return {row["endpoint_id"]: totals_from(row) for row in rows}
 
 
@@ -231,7 +257,7 @@ WHERE r.span = $1 AND r.start_at >= $2 AND r.start_at < $3 {narrow}
 GROUP BY 1
 """
 """Sums per point of a series: rows of span $1 in [$2, $3), point = (start - $2) // $4,
-narrowed to one endpoint or source ($5) by the variants that take it."""
+of one endpoint or source ($5), or of the total rows (TOTAL_KEYS as $5) for all endpoints."""
 
 _ATTEMPT_COUNTS = ("sum(r.attempts)::bigint AS attempts, sum(r.successes)::bigint AS successes,"
                    " sum(r.failures)::bigint AS failures")
@@ -244,8 +270,13 @@ def series_sql(table: str, with_latency: bool, narrowed: bool) -> str:
         columns, key = _ATTEMPT_COUNTS, "endpoint_id"
         if with_latency:
             columns += f", {_LATENCY_SUMS} AS latency"
-    return _SERIES.format(columns=columns, table=table,
-                          narrow=f"AND r.{key} = $5" if narrowed else "")
+    if narrowed:
+        narrow = f"AND r.{key} = $5"
+    elif table == "endpoint_rollup":
+        narrow = "AND r.endpoint_id = ANY($5::text[])"
+    else:
+        narrow = ""
+    return _SERIES.format(columns=columns, table=table, narrow=narrow)
 
 
 # --- the live window ----------------------------------------------------------------------------
@@ -254,7 +285,7 @@ LIVE_MINUTES = f"""
 SELECT r.start_at, sum(r.attempts)::bigint AS attempts, sum(r.successes)::bigint AS successes,
        sum(r.failures)::bigint AS failures, {_LATENCY_SUMS} AS latency
 FROM endpoint_rollup AS r
-WHERE r.span = 60 AND r.start_at >= $1
+WHERE r.endpoint_id = ANY($2::text[]) AND r.span = 60 AND r.start_at >= $1
 GROUP BY r.start_at
 """  # noqa: S608 - generated from constants; values are bound
 

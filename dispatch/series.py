@@ -17,13 +17,13 @@ from typing import Any
 import asyncpg
 
 from dispatch.latency import percentile, rounded_ms
-from dispatch.rollups import HOUR, MINUTE, floor_to, series_sql, totals_from
+from dispatch.rollups import HOUR, MINUTE, TOTAL_KEYS, floor_to, series_sql, totals_from
 
 METRICS = ("events", "deliveries", "failures", "success_rate", "p50_ms", "p95_ms")
 PARAMETERS = ("metric", "since", "until", "step", "endpoint", "source")
 DEFAULT_STEP = 60
 DEFAULT_POINTS = 60
-MAX_POINTS = 1440
+MAX_POINTS = 1500
 
 
 class SeriesError(ValueError):
@@ -128,6 +128,8 @@ async def read_series(connection: asyncpg.Connection, query: SeriesQuery) -> dic
     args: list[Any] = [query.span, query.since, query.until, query.step]
     if narrow is not None:
         args.append(narrow)
+    elif query.metric != "events":
+        args.append(TOTAL_KEYS)
     rows = {row["point"]: row for row in await connection.fetch(sql, *args)}
     points = [
         {"t": (query.since + timedelta(seconds=index * query.step)).isoformat(),

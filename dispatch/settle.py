@@ -31,7 +31,7 @@ from dispatch.retry import (
     parse_retry_after,
     should_auto_disable,
 )
-from dispatch.rollups import AttemptFacts, record_attempts
+from dispatch.rollups import TOTAL_KEYS, AttemptFacts, record_attempts
 from dispatch.sender import AttemptResult
 from relay.bus import publish
 from relay.ids import new_id
@@ -158,6 +158,8 @@ class SettleWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._holding: set[asyncio.Task] = set()
+        self.total_key = random.choice(TOTAL_KEYS)
+        """This writer's all-endpoint rollup rows (dispatch/rollups.py)."""
 
     def add(self, item: Settlement) -> None:
         self._items.append(item)
@@ -200,10 +202,6 @@ class SettleWriter:
         async with pooled() as connection, connection.transaction():
             health = await self._lock_health(connection, batch)
             await connection.execute(_INSERT_ATTEMPTS, *_attempt_columns(batch))
-            await record_attempts(connection, [
-                AttemptFacts(item.job.endpoint_id, item.result.started_at,
-                             item.result.status_code, item.result.duration_ms)
-                for item in batch])
             applied = {row["id"] for row in await connection.fetch(
                 _UPDATE_DELIVERIES, self.owner,
                 [item.job.id for item in batch], [item.status for item in batch],
@@ -218,6 +216,10 @@ class SettleWriter:
                 if state.disable_reason and await disable_endpoint(
                         connection, endpoint_id, state.disable_reason):
                     disabled[endpoint_id] = state.disable_reason
+            await record_attempts(connection, [
+                AttemptFacts(item.job.endpoint_id, item.result.started_at,
+                             item.result.status_code, item.result.duration_ms)
+                for item in batch], self.total_key)
         # After the commit, beside the next batches: results are not kept waiting (nor
         # their rows locked) while an opened circuit's backlog is pushed back.
         opened = {endpoint_id: state.opened for endpoint_id, state in health.items()

@@ -23,15 +23,16 @@ from dispatch.rollups import (
     LIVE_EVENTS,
     LIVE_MINUTES,
     MINUTE,
+    TOTAL_KEYS,
     Totals,
     floor_to,
     last_day,
     sums_by_endpoint,
 )
 
-OPEN_COUNT_CAP = 10_000
+OPEN_COUNT_CAP = 1_000
 """Counting an endpoint's open deliveries stops here."""
-LIVE_PENDING_CAP = 100_000
+LIVE_PENDING_CAP = 10_000
 """Counting all waiting deliveries (the live `pending`) stops here."""
 
 _OPEN_COUNTS = """
@@ -160,7 +161,7 @@ def live_shape(window: LiveWindow) -> dict[str, Any]:
 
 async def read_live_window(connection: asyncpg.Connection, now: datetime) -> LiveWindow:
     since = floor_to(now, MINUTE) - timedelta(seconds=MINUTE)
-    minutes = await connection.fetch(LIVE_MINUTES, since)
+    minutes = await connection.fetch(LIVE_MINUTES, since, TOTAL_KEYS)
     events = await connection.fetch(LIVE_EVENTS, since)
     open_row = await connection.fetchrow(_LIVE_OPEN)
     return live_window(minutes, events, open_row, now)

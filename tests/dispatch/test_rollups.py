@@ -13,7 +13,7 @@ import pytest
 
 from dispatch.latency import BOUNDS, histogram, percentile, rounded_ms
 from dispatch.queue import Claimed, pooled
-from dispatch.rollups import MINUTE, floor_to, is_success, last_day, prune
+from dispatch.rollups import MINUTE, TOTAL_KEYS, floor_to, is_success, last_day, prune
 from dispatch.routing import Router
 from dispatch.sender import AttemptResult
 from dispatch.series import parse_series_query, point_value, read_series
@@ -90,6 +90,7 @@ def random_attempts(rng: random.Random, endpoints: list[str], now: datetime,
 async def write_concurrently(items: list[Settlement], rng: random.Random) -> None:
     """Two dispatchers' writers, many batches in flight at once, keys in random order."""
     writers = [writer("dispatcher-a"), writer("dispatcher-b")]
+    writers[0].total_key, writers[1].total_key = TOTAL_KEYS[0], TOTAL_KEYS[1]
     rng.shuffle(items)
     batches = [items[i:i + 40] for i in range(0, len(items), 40)]
     await asyncio.gather(*(writers[n % 2].write(batch) for n, batch in enumerate(batches)))
@@ -130,7 +131,8 @@ async def test_rollups_equal_the_attempts_they_count():
         rollups = await connection.fetch(
             "SELECT endpoint_id, span, start_at, attempts, successes, failures, latency"
             " FROM endpoint_rollup")
-    for row in rollups:
+    per_endpoint = [row for row in rollups if row["endpoint_id"] in endpoints]
+    for row in per_endpoint:
         counted = [a for a in raw if a["endpoint_id"] == row["endpoint_id"]
                    and floor_to(a["started_at"], row["span"]) == row["start_at"]]
         assert row["attempts"] == len(counted)
@@ -138,7 +140,20 @@ async def test_rollups_equal_the_attempts_they_count():
         assert row["failures"] == row["attempts"] - row["successes"]
         assert list(row["latency"]) == histogram([a["duration_ms"] for a in counted])
     for span in (60, 3600):
-        assert sum(row["attempts"] for row in rollups if row["span"] == span) == len(raw)
+        assert sum(row["attempts"] for row in per_endpoint if row["span"] == span) == len(raw)
+    # The total rows (two writers: one or two shards) hold every attempt once.
+    totals = [row for row in rollups if row["endpoint_id"] in TOTAL_KEYS]
+    assert {row["endpoint_id"] for row in totals} <= set(TOTAL_KEYS)
+    assert len(totals) + len(per_endpoint) == len(rollups)
+    for span in (60, 3600):
+        periods = {floor_to(a["started_at"], span) for a in raw}
+        for start in periods:
+            counted = [a for a in raw if floor_to(a["started_at"], span) == start]
+            rows = [row for row in totals if row["span"] == span and row["start_at"] == start]
+            assert sum(row["attempts"] for row in rows) == len(counted)
+            assert [sum(column) for column in zip(*(row["latency"] for row in rows),
+                                                  strict=True)] == histogram(
+                [a["duration_ms"] for a in counted])
 
 
 async def test_endpoint_stats_and_health_equal_the_raw_figures():
@@ -280,7 +295,7 @@ async def test_attempts_on_either_side_of_a_minute_land_in_their_own_minute():
     async with pooled() as connection:
         rows = await connection.fetch(
             "SELECT start_at, attempts, failures FROM endpoint_rollup WHERE span = 60"
-            " ORDER BY start_at")
+            " AND endpoint_id = $1 ORDER BY start_at", endpoint_id)
     assert [(row["start_at"], row["attempts"], row["failures"]) for row in rows] == [
         (minute - timedelta(minutes=1), 1, 0), (minute, 2, 1),
         (minute + timedelta(minutes=1), 1, 0)]
@@ -300,5 +315,5 @@ async def test_prune_drops_only_rows_older_than_the_cutoff():
     async with pooled() as connection:
         removed = await prune(connection, now - timedelta(days=30), batch_size=1)
         left = await connection.fetch("SELECT span, start_at FROM endpoint_rollup")
-    assert removed == 2
-    assert len(left) == 2 and all(row["start_at"] > now - timedelta(days=3) for row in left)
+    assert removed == 4  # a minute and an hour row, of the endpoint and of the total
+    assert len(left) == 4 and all(row["start_at"] > now - timedelta(days=3) for row in left)

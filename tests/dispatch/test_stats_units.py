@@ -17,6 +17,7 @@ from dispatch.rollups import (
     last_day,
     pieces,
     roll_up,
+    window_bounds,
 )
 from dispatch.series import MAX_POINTS, SeriesError, parse_series_query
 from dispatch.stats import LiveWindow, live_shape, weight
@@ -74,6 +75,13 @@ def test_roll_up_groups_by_endpoint_minute_and_hour_in_key_order():
     assert by_key[("ep_b", MINUTE, minute - timedelta(minutes=1))].successes == 1
 
 
+def test_total_rows_come_last_under_the_writers_key():
+    rows = roll_up([AttemptFacts("ep_b", NOW, 200, 3.0), AttemptFacts("ep_a", NOW, 500, 3.0)],
+                   "*2")
+    assert [row.endpoint_id for row in rows] == ["ep_a", "ep_a", "ep_b", "ep_b", "*2", "*2"]
+    assert rows[-2].attempts == 2 and rows[-2].failures == 1
+
+
 def test_pieces_cover_the_window_once_with_hours_inside():
     rng = random.Random(5)
     for _ in range(200):
@@ -90,6 +98,11 @@ def test_pieces_cover_the_window_once_with_hours_inside():
                 assert floor_to(part.until, HOUR) == part.until
             else:
                 assert part.until - part.since < timedelta(hours=2)
+        bounds = window_bounds(since, until)
+        covered = [(bounds[i], bounds[i + 1]) for i in (0, 2, 4) if bounds[i] < bounds[i + 1]]
+        assert covered == [(part.since, part.until) for part in parts]
+        hours = [[part.since, part.until] for part in parts if part.span == HOUR]
+        assert bounds[2:4] == (hours[0] if hours else [since, since])
     since, until = last_day(NOW)
     assert until - since == timedelta(hours=24, minutes=1)
     assert [part.span for part in pieces(since, until)] == [MINUTE, HOUR, MINUTE]
