@@ -48,7 +48,7 @@ class HealthList(Schema):
 
 class PointOut(Schema):
     t: str = Field(..., description="Start of the step (ISO 8601, UTC).")
-    value: float | None = Field(
+    value: int | float | None = Field(
         ..., description="The metric over the step: a count for events, deliveries and "
                          "failures; a ratio or milliseconds otherwise, null without attempts.")
 

@@ -67,6 +67,7 @@ async def test_series_of_a_delivered_event(client, admin, viewer, sink, dispatch
                                 since="2026-01-01T00:00:00Z", until="2026-01-02T00:00:00Z")
     assert status == 200 and len(shop["points"]) == 24
     assert shop["points"][0] == {"t": "2026-01-01T00:00:00+00:00", "value": 0}
+    assert all(type(point["value"]) is int for point in events["points"] + shop["points"])
 
     totals = {}
     for metric in ("deliveries", "failures", "success_rate", "p50_ms", "p95_ms"):
