@@ -68,7 +68,7 @@ class Detail(Schema):
             summary="Health of every endpoint",
             description="The stats of `GET /endpoints/{id}/stats` for every endpoint in one "
                         "answer, read from per-minute and per-hour rollups.")
-async def all_endpoint_stats(request: HttpRequest):
+async def all_endpoint_stats(request: HttpRequest) -> dict[str, Any]:
     if request.GET:
         name = next(iter(request.GET))
         raise HttpError(422, f"{name}: unknown query parameter (this route takes none)")
@@ -92,7 +92,7 @@ async def stats_series(
     endpoint: str | None = Query(None, description="Only this endpoint's attempts (not "
                                  "for events)."),
     source: str | None = Query(None, description="Only this source's events (events only)."),
-) -> Any:
+) -> dict[str, Any]:
     try:
         query = parse_series_query(
             {name: request.GET.get(name, "") for name in request.GET}, utcnow())
