@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import asyncpg  # noqa: E402
 from _servers import ROOT, BenchError, Postgres, manage  # noqa: E402
 
 LIMIT_MS = 20.0
@@ -179,8 +180,8 @@ async def seed(connection: Any, args: argparse.Namespace) -> None:
                               next_attempt_at, created_at)
         SELECT 'dlv_1' || lpad(g::text, 25, '0'), 'evt_1' || lpad(g::text, 25, '0'),
                CASE WHEN g <= $1 THEN ($2::text[])[1] ELSE ($2::text[])[1 + g % $3] END,
-               CASE WHEN g % 50 = 0 THEN 'delivering' WHEN g % 2 = 0 THEN 'retrying'
-                    ELSE 'pending' END,
+               CASE WHEN g > $1 AND g % 10 = 0 THEN 'delivering'
+                    WHEN g % 2 = 0 THEN 'retrying' ELSE 'pending' END,
                0, 0, now() + interval '1 hour', now()
         FROM generate_series(1, $1 + 50 * $3) AS g""", args.backlog, endpoints, args.endpoints)
     say("  VACUUM ANALYZE ...")
@@ -236,7 +237,8 @@ async def explain(endpoint: str) -> None:
     statements = [(SUMS_OF_ENDPOINT, [*bounds, endpoint]), (SUMS_BY_ENDPOINT, bounds),
                   (_OPEN_OF_ENDPOINT, [OPEN_COUNT_CAP, endpoint]),
                   (_OPEN_OF_ALL, [OPEN_COUNT_CAP]), (_LIVE_OPEN, [])]
-    async with pooled() as connection:
+    async with pooled() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
         for sql, params in statements:
             plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
             say("\n".join(row[0] for row in plan))
@@ -257,8 +259,6 @@ async def measure(args: argparse.Namespace) -> int:
     await start_database()
     problems: list[str] = []
     try:
-        import asyncpg
-
         seeding = await asyncpg.connect(os.environ["RELAY_DATABASE_URL"], command_timeout=None)
         try:
             await seed(seeding, args)
@@ -271,11 +271,12 @@ async def measure(args: argparse.Namespace) -> int:
         say("Before: the old endpoint stats (percentiles over 24 h of attempts)")
         old_results: list[tuple[str, float, float]] = []
 
+        direct = await asyncpg.connect(os.environ["RELAY_DATABASE_URL"], command_timeout=None)
+
         async def old_stats() -> Any:
-            async with pooled() as connection:
-                row = await connection.fetchrow(OLD_ATTEMPTS, endpoint)
-                await connection.fetchrow(OLD_OPEN, endpoint)
-                return row
+            row = await direct.fetchrow(OLD_ATTEMPTS, endpoint)
+            await direct.fetchrow(OLD_OPEN, endpoint)
+            return row
 
         old = await timed("endpoint stats (old query)", old_stats, max(3, args.repeat // 8),
                           old_results)

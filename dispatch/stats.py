@@ -30,6 +30,12 @@ from dispatch.rollups import (
     sums_by_endpoint,
 )
 
+_INDEXES_ONLY = "SET LOCAL enable_seqscan = off"
+"""For the open-delivery counts. When most of the delivery table is open (a backlog after
+an outage), the planner expects a sequential scan to find `cap` rows of an endpoint soon;
+for an endpoint with few open deliveries that scan reads the whole table (2 s measured on
+200,000 rows, against under 1 ms through the partial index of open deliveries)."""
+
 OPEN_COUNT_CAP = 1_000
 """Counting an endpoint's open deliveries stops here."""
 LIVE_PENDING_CAP = 10_000
@@ -74,7 +80,8 @@ async def endpoint_stats(endpoint_id: str,
                          cooldown: float = CIRCUIT_COOLDOWN_SECONDS) -> dict[str, Any]:
     now = utcnow()
     since, until = last_day(now)
-    async with pooled() as connection:
+    async with pooled() as connection, connection.transaction(readonly=True):
+        await connection.execute(_INDEXES_ONLY)
         sums = await sums_by_endpoint(connection, since, until, endpoint_id)
         open_row = await connection.fetchrow(_OPEN_OF_ENDPOINT, OPEN_COUNT_CAP, endpoint_id)
     return stats_of(sums.get(endpoint_id), open_row, now, cooldown)
@@ -84,7 +91,8 @@ async def endpoints_health(cooldown: float = CIRCUIT_COOLDOWN_SECONDS) -> list[d
     """The stats of every endpoint (not deleted), in id order: two statements in all."""
     now = utcnow()
     since, until = last_day(now)
-    async with pooled() as connection:
+    async with pooled() as connection, connection.transaction(readonly=True):
+        await connection.execute(_INDEXES_ONLY)
         sums = await sums_by_endpoint(connection, since, until)
         rows = await connection.fetch(_OPEN_OF_ALL, OPEN_COUNT_CAP)
     return [{"endpoint_id": row["id"], **stats_of(sums.get(row["id"]), row, now, cooldown)}
@@ -168,6 +176,7 @@ async def read_live_window(connection: asyncpg.Connection, now: datetime) -> Liv
 
 
 async def live_stats(now: datetime | None = None) -> dict[str, Any]:
-    async with pooled() as connection:
+    async with pooled() as connection, connection.transaction(readonly=True):
+        await connection.execute(_INDEXES_ONLY)
         window = await read_live_window(connection, now or utcnow())
     return live_shape(window)
