@@ -20,6 +20,7 @@ from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
+from dispatch.stats_api import StatsOut
 from hooks.api import SLUG_PATTERN
 from hooks.headers import HOP_BY_HOP
 from hooks.models import Event
@@ -164,18 +165,6 @@ class CountOut(Schema):
 class TestOut(Schema):
     event_id: str
     delivery_id: str
-
-
-class StatsOut(Schema):
-    success_rate: float | None
-    attempts: int
-    failures: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    in_flight: int
-    pending: int
-    circuit: str
 
 
 class DeliveryOut(Schema):

@@ -33,6 +33,7 @@ from dispatch.retry import (
     CircuitState,
     circuit_status,
 )
+from dispatch.rollups import prune_expired as prune_rollups
 from dispatch.routing import Router
 from dispatch.sender import send
 from dispatch.settle import Settlement, SettleWriter, decide
@@ -320,7 +321,7 @@ class Dispatcher:
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
-            start_daily_purge(),
+            start_daily_purge(also=[prune_rollups]),
             start_upkeep(pooled),
         ]
         self._main = loop.create_task(self.run_loop(), name="dispatch-claim")
