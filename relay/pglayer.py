@@ -94,7 +94,7 @@ class PostgresChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         self.notify_channel = notify_channel
         self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-        self._groups: dict[str, set[str]] = {}
+        self.groups: dict[str, set[str]] = {}
         self._sender: asyncpg.Connection | None = None
         self._sender_lock: asyncio.Lock | None = None
         self._sender_loop: asyncio.AbstractEventLoop | None = None
@@ -151,24 +151,24 @@ class PostgresChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def group_add(self, group: str, channel: str) -> None:
         assert self.require_valid_group_name(group)
         assert self.require_valid_channel_name(channel)
-        self._groups.setdefault(group, set()).add(channel)
+        self.groups.setdefault(group, set()).add(channel)
         self._queues.setdefault(channel, asyncio.Queue(maxsize=self.capacity))
         if self._listen_task is None or self._listen_task.done():
             self._listen_task = asyncio.get_running_loop().create_task(
                 self._listen(), name="relay-live-listen")
 
     async def group_discard(self, group: str, channel: str) -> None:
-        members = self._groups.get(group)
+        members = self.groups.get(group)
         if members is not None:
             members.discard(channel)
             if not members:
-                del self._groups[group]
+                del self.groups[group]
         self._queues.pop(channel, None)
-        if not self._groups:
+        if not self.groups:
             await self._stop_listening()
 
     async def flush(self) -> None:
-        self._groups.clear()
+        self.groups.clear()
         self._queues.clear()
         await self._stop_listening()
 
@@ -189,7 +189,7 @@ class PostgresChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     def _deliver(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
             data = orjson.loads(payload)
-            members = self._groups.get(data["g"], ())
+            members = self.groups.get(data["g"], ())
             message = data["m"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("live: ignored a malformed notification on %s", self.notify_channel)
