@@ -66,14 +66,18 @@ so the claim answers both questions in one round trip."""
 
 def _circuit_closed(cooldown: str) -> str:
     """SQL: the delivery's endpoint is not resting its open circuit, nor waiting for the
-    probe of its half-open one (`cooldown`: the parameter holding the cool-down)."""
-    return f"""NOT EXISTS (
-          SELECT 1 FROM endpoint e WHERE e.id = delivery.endpoint_id
-            AND e.circuit_opened_at IS NOT NULL
-            AND (e.circuit_opened_at > now() - make_interval(secs => {cooldown})
-                 OR (e.circuit_probe_at >= e.circuit_opened_at
-                     AND e.circuit_probe_at > now() - make_interval(
-                         secs => coalesce(e.timeout_seconds, $4) + $5))))"""  # noqa: S608 - constant SQL text
+    probe of its half-open one (`cooldown`: the parameter holding the cool-down).
+
+    A scalar subquery, looked up per row the scan reaches: as `NOT EXISTS` the planner
+    turned it into an anti-join over every due delivery, sorted, instead of walking the
+    due index in order and stopping at the limit."""
+    return f"""coalesce((
+          SELECT e.circuit_opened_at IS NULL
+              OR (e.circuit_opened_at <= now() - make_interval(secs => {cooldown})
+                  AND NOT coalesce(e.circuit_probe_at >= e.circuit_opened_at
+                                   AND e.circuit_probe_at > now() - make_interval(
+                                       secs => coalesce(e.timeout_seconds, $4) + $5), false))
+          FROM endpoint e WHERE e.id = delivery.endpoint_id), true)"""  # noqa: S608 - constant SQL text
 
 
 _CLAIM = """

@@ -44,14 +44,14 @@ WITH marked AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
     SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0,
-           CASE WHEN NOT e.enabled THEN NULL
-                WHEN e.circuit_opened_at IS NOT NULL
-                    THEN greatest(now(), e.circuit_opened_at + make_interval(secs => $5))
-                ELSE now() END,
+           (SELECT CASE WHEN NOT e.enabled THEN NULL
+                        WHEN e.circuit_opened_at IS NOT NULL
+                            THEN greatest(now(), e.circuit_opened_at + make_interval(secs => $5))
+                        ELSE now() END
+            FROM endpoint e WHERE e.id = v.endpoint_id),
            now()
     FROM unnest($2::text[], $3::text[], $4::text[]) AS v(id, event_id, endpoint_id)
     JOIN marked ON marked.id = v.event_id
-    JOIN endpoint e ON e.id = v.endpoint_id
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
