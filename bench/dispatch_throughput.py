@@ -87,7 +87,8 @@ async def run_dispatcher(stack: Stack, endpoint_id: str, args: argparse.Namespac
     reset_tables(stack)
     seed_due(stack, f"r{number}", count, [endpoint_id])
     say(f"  dispatcher: {count:,} due deliveries inserted (pre-routed), starting "
-        f"`manage.py dispatch` (concurrency {args.concurrency})")
+        f"`manage.py runrelay` as `make run` does (concurrency {args.concurrency} per "
+        "dispatcher)")
     result = await drain(
         stack, f"dispatch-{number}", total=count, endpoint_ids=[endpoint_id],
         remaining_sql="SELECT count(*) FROM delivery"
