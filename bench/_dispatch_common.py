@@ -320,6 +320,10 @@ class Runrelay(Dispatcher):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
 
+    def start(self, timeout: float = 180.0) -> None:
+        self.launch()
+        self.wait_started(timeout)
+
     def launch(self) -> None:
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(
