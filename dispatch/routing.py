@@ -20,6 +20,7 @@ from __future__ import annotations
 from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.filters import endpoint_wants, parse_document
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, pooled
+from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from dispatch.rollups import COUNT_ROUTED_EVENTS
 
 _TAKE_UNROUTED = """
@@ -43,7 +44,13 @@ WITH marked AS (
 ), counted AS ({COUNT_ROUTED_EVENTS}), inserted AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
-    SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0, now(), now()
+    SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0,
+           (SELECT CASE WHEN NOT e.enabled THEN NULL
+                        WHEN e.circuit_opened_at IS NOT NULL
+                            THEN greatest(now(), e.circuit_opened_at + make_interval(secs => $5))
+                        ELSE now() END
+            FROM endpoint e WHERE e.id = v.endpoint_id),
+           now()
     FROM unnest($2::text[], $3::text[], $4::text[]) AS v(id, event_id, endpoint_id)
     JOIN marked ON marked.id = v.event_id
     RETURNING 1
@@ -54,7 +61,9 @@ FROM inserted
 """  # noqa: S608 - constant SQL text
 """Mark the events this statement could lock and that are still unrouted, insert the
 deliveries of exactly those, count them in their source's rollups, wake the dispatchers:
-all or nothing."""
+all or nothing. A delivery to a disabled endpoint is inserted parked, one to an endpoint
+whose circuit is open due when the circuit half-opens: neither is claimed, put back nor
+updated meanwhile."""
 
 
 def match(subscriptions: list[Subscription], rows: list) -> list[tuple[str, str]]:
@@ -72,8 +81,10 @@ def match(subscriptions: list[Subscription], rows: list) -> list[tuple[str, str]
 
 
 class Router:
-    def __init__(self, batch: int = 500) -> None:
+    def __init__(self, batch: int = 500, circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
+                 ) -> None:
         self.batch = batch
+        self.circuit_cooldown = circuit_cooldown
         self.subscriptions = Subscriptions()
 
     async def route_batch(self) -> tuple[int, int, int]:
@@ -93,7 +104,8 @@ class Router:
             pairs = match(subscriptions, rows)
             result = await connection.fetchrow(
                 _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
-                [event_id for event_id, _ in pairs], [endpoint_id for _, endpoint_id in pairs])
+                [event_id for event_id, _ in pairs], [endpoint_id for _, endpoint_id in pairs],
+                self.circuit_cooldown)
             return len(rows), result["events"], result["deliveries"]
 
     async def route_all(self) -> int:
