@@ -33,6 +33,9 @@ ROTATION_OVERLAP = timedelta(hours=24)
 MAX_HEADERS = 50
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}$")
 RESERVED_PREFIXES = (*DROPPED_PREFIXES, "x-relay-")
+PRINTABLE_VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
+"""What an endpoint's header value may hold: sent as it is, it must mean the same bytes
+to every HTTP stack on the way."""
 EVENT_TYPE = re.compile(r"^[^\s*]{1,255}\*?$|^\*$")
 SLUG = re.compile(SLUG_PATTERN)
 
@@ -96,9 +99,9 @@ class EndpointPatch(Schema):
             if lower in HOP_BY_HOP or lower in DROPPED or lower.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"{name} is set by Relay or by the connection and cannot be "
                                  "given here")
-            if any(ch in value for ch in "\r\n\x00") or len(value) > 8192:
-                raise ValueError(f"the value of {name} must be one line of at most 8192 "
-                                 "characters")
+            if not PRINTABLE_VALUE.match(value) or len(value) > 8192:
+                raise ValueError(f"the value of {name} must be one line of printable ASCII "
+                                 "(spaces and tabs allowed), at most 8192 characters")
         return headers
 
     @field_validator("retry_schedule")
