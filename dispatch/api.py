@@ -18,6 +18,7 @@ from dispatch import actions
 from dispatch.filters import FilterError, validate_filter
 from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
+from dispatch.own_ingest import is_own_ingest, own_bases
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
 from hooks.api import SLUG_PATTERN
@@ -293,6 +294,12 @@ def _check_filter(rule: dict[str, Any] | None) -> None:
         raise HttpError(422, str(exc)) from None
 
 
+def _refuse_own_ingest(request: HttpRequest, url: str | None) -> None:
+    if url is not None and is_own_ingest(url, own_bases(request, settings.RELAY_PUBLIC_URL)):
+        raise HttpError(422, "url: points at this Relay's own ingest (/in/…): every event "
+                             "would come back as a new event, without end")
+
+
 async def _endpoint_or_404(endpoint_id: str) -> Endpoint:
     row = await Endpoint.get_or_none(id=endpoint_id, deleted_at=None)
     if row is None:
@@ -323,6 +330,7 @@ async def list_endpoints(request: HttpRequest, limit: int = 50, cursor: str | No
 @router.post("/endpoints", response={201: EndpointWithSecret, 422: Detail}, tags=["endpoints"])
 async def create_endpoint(request: HttpRequest, payload: EndpointIn):
     _check_filter(payload.filter)
+    _refuse_own_ingest(request, payload.url)
     secret = new_signing_secret()
     row = await Endpoint.create(
         id=new_id("ep"),
@@ -367,6 +375,7 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
             raise HttpError(422, f"{name}: must not be null")
     if "filter" in given:
         _check_filter(payload.filter)
+    _refuse_own_ingest(request, given.get("url"))
     changed = {attribute: given[name] for name, attribute in _PATCHABLE.items() if name in given}
     if changed:
         await _save(row, changed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from relay.hops import HOPS_HEADER, hops_of
+
 DROPPED = frozenset({
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
     "trailer", "upgrade", "user-agent",
@@ -12,19 +14,7 @@ DROPPED = frozenset({
     "expect",
 })
 DROPPED_PREFIXES = ("proxy-", "webhook-")
-HOPS_HEADER = "x-relay-hops"
-"""How many Relay instances an event has already passed through (loop protection)."""
-MAX_HOPS = 5
-"""Ingest refuses (508) a request whose `x-relay-hops` is above this."""
 _UNSENDABLE = frozenset("\r\n\x00")
-
-
-def hops_of(headers: Mapping[str, str]) -> int:
-    """The `x-relay-hops` value a request arrived with (0 when absent or not a count)."""
-    value = str(headers.get(HOPS_HEADER, "")).strip()
-    if not value.isdigit() or not value.isascii():
-        return 0
-    return int(value[:6])
 
 
 def wire_text(value: str) -> str | None:
