@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from dispatch.endpoint_headers import mask_sent
 from dispatch.endpoints import Target
 from dispatch.outgoing import outgoing_headers, split_sendable
 from dispatch.posting import post_capped
@@ -75,7 +76,9 @@ async def send(client: DeliveryClient, job: Claimed, target: Target, *,
     started_at = datetime.now(UTC)
     headers, dropped = split_sendable(request_headers(job, target, started_at, version))
     clock = time.perf_counter()
-    result = AttemptResult(started_at=started_at, duration_ms=0.0, request_headers=headers)
+    # The record keeps the endpoint's own header values masked: they are secrets.
+    result = AttemptResult(started_at=started_at, duration_ms=0.0,
+                           request_headers=mask_sent(headers, target.headers))
     if dropped:
         result.error_detail = dropped_note(dropped)
     try:

@@ -23,7 +23,7 @@ from tortoise.queryset import QuerySet
 from relay.crypto import hash_token
 from relay.database import is_database_unavailable
 from relay.ids import ID_PATTERN
-from relay.models import ApiToken
+from relay.models import ApiToken, DashboardSession
 from relay.outage import database_unavailable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,6 +46,8 @@ class TokenAuth(HttpBearer):
 SESSION_TOKEN_ID = "relay_token_id"
 SESSION_SCOPE = "relay_scope"
 SESSION_CSRF = "relay_csrf"
+SESSION_ID = "relay_session_id"
+"""The `dashboard_session` row of this log-in: the session lives while that row is open."""
 CSRF_HEADER = "X-Relay-CSRF"
 """Writes through the dashboard session must carry this header, equal to the session's
 `relay_csrf` value (the page has it; another site cannot read it)."""
@@ -60,9 +62,14 @@ def read_session(cookie: str | None) -> dict[str, Any]:
 
 
 async def session_token(session: dict[str, Any]) -> ApiToken | None:
-    """The token the dashboard logged in with, while it is not revoked."""
+    """The token the dashboard logged in with, while it is not revoked and the session
+    was not logged out."""
     token_id = session.get(SESSION_TOKEN_ID)
-    if not isinstance(token_id, str) or not token_id:
+    session_id = session.get(SESSION_ID)
+    if not (isinstance(token_id, str) and token_id and isinstance(session_id, str)
+            and session_id):
+        return None
+    if not await DashboardSession.exists(id=session_id, token_id=token_id, ended_at=None):
         return None
     return await ApiToken.get_or_none(id=token_id, revoked_at=None)
 
