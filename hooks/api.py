@@ -21,7 +21,7 @@ from hooks.models import Event, RejectedRequest, Source
 from hooks.sources import forget_source
 from hooks.store import NewEvent, store_event
 from hooks.verify import DEFAULT_TOLERANCE_SECONDS, standard_webhooks_key
-from relay.api import iso, paginate
+from relay.api import iso, paginate, paginate_sized
 from relay.bus import publish
 from relay.crypto import encrypt_secret
 from relay.ids import new_id
@@ -378,7 +378,7 @@ async def list_events(request: HttpRequest, source: str | None = None,
         queryset = queryset.filter(received_at__gte=start)
     if (end := _parse_time("until", until)) is not None:
         queryset = queryset.filter(received_at__lt=end)
-    rows, next_cursor = await paginate(queryset, limit, cursor)
+    rows, next_cursor = await paginate_sized(queryset, limit, cursor)
     return {"data": [event_out(row) for row in rows], "next_cursor": next_cursor}
 
 

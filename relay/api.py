@@ -215,6 +215,32 @@ async def paginate(queryset: QuerySet, limit: int, cursor: str | None) -> tuple[
     return rows, None
 
 
+PAGE_BODY_BYTES = 8 * 1024 * 1024
+"""A list page stops early once the bodies it holds reach this, whatever `limit` says."""
+
+
+async def paginate_sized(queryset: QuerySet, limit: int, cursor: str | None,
+                         size_field: str = "size",
+                         budget: int = PAGE_BODY_BYTES) -> tuple[list, str | None]:
+    """`paginate` for rows with large bodies: the page ends before the row that would take
+    the sum of `size_field` past `budget` (one row at least), and `next_cursor` continues
+    from there. Sizes are read first, so bodies past the cut are never fetched."""
+    check_limit(limit)
+    if cursor:
+        queryset = queryset.filter(id__lt=decode_cursor(cursor))
+    sizes = await queryset.order_by("-id").limit(limit + 1).values_list("id", size_field)
+    kept: list[str] = []
+    total = 0
+    for row_id, size in sizes[:limit]:
+        total += int(size or 0)
+        if kept and total > budget:
+            break
+        kept.append(row_id)
+    rows = await queryset.filter(id__in=kept).order_by("-id") if kept else []
+    more = len(sizes) > len(kept)
+    return rows, encode_cursor(kept[-1]) if more and kept else None
+
+
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
