@@ -25,7 +25,7 @@ from dispatch.stats import endpoint_stats
 from hooks.api import SLUG_PATTERN
 from hooks.headers import HOP_BY_HOP
 from hooks.models import Event
-from relay.api import iso, paginate, require_admin
+from relay.api import InputSchema, iso, paginate, require_admin
 from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
 from relay.ids import new_id
 
@@ -45,7 +45,7 @@ SLUG = re.compile(SLUG_PATTERN)
 # --- schemas ---------------------------------------------------------------------------------
 
 
-class EndpointPatch(Schema):
+class EndpointPatch(InputSchema):
     url: str | None = Field(None, max_length=2048)
     description: str | None = Field(None, max_length=2000)
     enabled: bool | None = None
@@ -156,7 +156,7 @@ class SecretOut(Schema):
     secret: str
 
 
-class RecoverIn(Schema):
+class RecoverIn(InputSchema):
     since: datetime
     until: datetime | None = None
 
@@ -216,7 +216,7 @@ class DeliveryList(Schema):
     next_cursor: str | None
 
 
-class ReplayIn(Schema):
+class ReplayIn(InputSchema):
     endpoint_id: str | None = None
 
 
