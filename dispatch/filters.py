@@ -265,8 +265,8 @@ class _Evaluation:
             return False
         keys = {key for key in map(_scalar_key, values) if key is not None}
         others = [value for value in values if _scalar_key(value) is None]
+        self.budget.spend(1 + len(field) if isinstance(field, list) else 1)
         candidates = [field, *field] if isinstance(field, list) else [field]
-        self.budget.spend(len(candidates))
         for candidate in candidates:
             key = _scalar_key(candidate)
             if key is not None:
