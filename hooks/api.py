@@ -21,7 +21,7 @@ from hooks.models import Event, RejectedRequest, Source
 from hooks.sources import forget_source
 from hooks.store import NewEvent, store_event
 from hooks.verify import DEFAULT_TOLERANCE_SECONDS, standard_webhooks_key
-from relay.api import iso, paginate
+from relay.api import InputSchema, iso, paginate, paginate_sized
 from relay.bus import publish
 from relay.crypto import encrypt_secret
 from relay.ids import new_id
@@ -38,7 +38,7 @@ delivery_summaries: DeliverySummaries | None = None
 """Set by the dispatch app: the deliveries shown inside an event's detail answer."""
 
 
-class Rule(Schema):
+class Rule(InputSchema):
     header: str | None = Field(None, min_length=1, max_length=200)
     json_path: str | None = Field(None, min_length=1, max_length=200)
 
@@ -54,7 +54,7 @@ class Rule(Schema):
         return {"json_path": self.json_path or ""}
 
 
-class VerificationIn(Schema):
+class VerificationIn(InputSchema):
     kind: Literal["none", "token", "hmac", "github", "stripe", "standard_webhooks", "shopify"]
     secret: str | None = Field(None, min_length=1, max_length=1000)
     header: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9-]+$")
@@ -75,7 +75,7 @@ class VerificationOut(Schema):
     tolerance_seconds: int
 
 
-class SourceIn(Schema):
+class SourceIn(InputSchema):
     slug: str = Field(..., pattern=SLUG_PATTERN)
     name: str = Field("", max_length=200)
     enabled: bool = True
@@ -85,7 +85,7 @@ class SourceIn(Schema):
     event_type: Rule | None = None
 
 
-class SourcePatch(Schema):
+class SourcePatch(InputSchema):
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
     name: str | None = Field(None, max_length=200)
     enabled: bool | None = None
@@ -152,7 +152,7 @@ class EventList(Schema):
     next_cursor: str | None
 
 
-class PublishIn(Schema):
+class PublishIn(InputSchema):
     event_type: str = Field(..., min_length=1, max_length=255)
     payload: Any
 
@@ -386,7 +386,7 @@ async def list_events(request: HttpRequest, source: str | None = None,
         queryset = queryset.filter(id__gte=low)
     if high is not None:
         queryset = queryset.filter(id__lt=high)
-    rows, next_cursor = await paginate(queryset, limit, cursor)
+    rows, next_cursor = await paginate_sized(queryset, limit, cursor)
     return {"data": [event_out(row) for row in rows], "next_cursor": next_cursor}
 
 
