@@ -30,7 +30,8 @@ class Endpoint(Model):
     event_types: fields.JSONField[list[str]] = fields.JSONField(default=list)
     sources: fields.JSONField[list[str]] = fields.JSONField(default=list)
     filter_rule: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True, source_field="filter")
-    headers: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
+    headers_encrypted = fields.TextField(null=True)
+    """The endpoint's extra headers (`dispatch.endpoint_headers`): secrets, so encrypted."""
     timeout_seconds = fields.FloatField(null=True)
     max_in_flight = fields.IntField(default=10)
     rate_limit_per_second = fields.FloatField(null=True)

@@ -1,4 +1,4 @@
-"""Running a dispatcher: inside the web process (runrelay) or on its own (`dispatch`)."""
+"""Running a dispatcher process (`dispatch`, also as started by `runrelay`)."""
 
 from __future__ import annotations
 
@@ -6,46 +6,24 @@ import asyncio
 import gc
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-from kernel import lifecycle
-
-if TYPE_CHECKING:
-    from dispatch.worker import Dispatcher
-
-_running: list[Dispatcher] = []
-
-BesideJob = Callable[[], "asyncio.Task[None]"]
+PooledConnection = Callable[[], AbstractAsyncContextManager[Any]]
+BesideJob = Callable[[PooledConnection], "asyncio.Task[None]"]
 _beside: list[BesideJob] = []
 
 
 def run_beside_dispatchers(job: BesideJob) -> None:
-    """Have every dispatcher start `job` (a function that starts a task) when it starts,
-    and cancel the task when it stops. The wiring registers the daily retention purge."""
+    """Have every dispatcher start `job` when it starts (a function that takes the
+    dispatcher's pooled-connection factory and starts a task), and cancel the task when it
+    stops. The wiring registers the daily retention purge and the partition upkeep."""
     if job not in _beside:
         _beside.append(job)
 
 
 def beside_jobs() -> tuple[BesideJob, ...]:
     return tuple(_beside)
-
-
-def run_dispatcher_in_web_process() -> None:
-    """Register the dispatcher to start and stop with the web process's lifespan."""
-
-    async def start() -> None:
-        from dispatch.worker import Dispatcher
-
-        dispatcher = Dispatcher()
-        await dispatcher.start()
-        _running.append(dispatcher)
-
-    async def stop() -> None:
-        while _running:
-            await _running.pop().stop()
-
-    lifecycle.on_startup(start)
-    lifecycle.on_shutdown(stop)
 
 
 GC_THRESHOLDS = (50_000, 20, 20)

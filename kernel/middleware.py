@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from kernel.database import is_database_unavailable
+from kernel.error_codes import error_code
 from kernel.exchange import StatusWatch
 from kernel.limits import Receive, Send
 from kernel.outage import database_unavailable
@@ -85,5 +86,6 @@ class DatabaseUnavailableMiddleware:
         if not is_database_unavailable(exception):
             return None
         return database_unavailable(
-            JsonResponse({"detail": "the database is unavailable; retry later"}, status=503),
+            JsonResponse({"detail": "the database is unavailable; retry later",
+                          "code": error_code(503)}, status=503),
             loggable_path(request.path), exception)

@@ -37,12 +37,13 @@ MODULES: dict[str, str] = {
                  "commands", "lifecycle",
                  # Kernel-level modules that other branches added to relay/ meanwhile: after
                  # merging, `git mv relay/<name>.py kernel/` for each, then run this script.
-                 "error_codes", "hops", "json_depth", "pglayer")
+                 "error_codes", "hops", "json_depth", "pglayer", "partitions", "supervisor")
 }
 """Whole modules moved with `git mv` (same contents, new package). Modules of the wiring
-stay in relay/: settings, urls, asgi, apps, retention, migrations_runner, management, and
-the process supervision (supervisor, webserver); partitions.py knows the apps' tables and
-belongs with retention (the wiring) or split per app like the purge steps."""
+stay in relay/: settings, urls, asgi, apps, retention, migrations_runner, management and
+webserver. The supervisor is generic process supervision that the dispatcher command uses
+too, so it is kernel; so is partitions.py (id bounds and day partitions, which ingest and
+the APIs use: it names the partitioned tables but imports no app)."""
 
 SYMBOLS: dict[tuple[str, str], str] = {
     **{("kernel.metrics", name): "dispatch.metrics"
