@@ -1,5 +1,8 @@
 """Partition `event`, `delivery`, `attempt` and `rejected_request` by day (range of ids).
 
+Who owns what: hooks owns `event` and `rejected_request`, dispatch owns `delivery` and
+`attempt`; the day partitions themselves are kernel/partitions.py's.
+
 For each table, in one transaction on a connection of its own (no 30 s statement
 timeout, and a failure leaves the database as it was): rename the table aside, create
 the partitioned table with the same columns, its default partition and one partition
@@ -18,7 +21,7 @@ import asyncpg
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 
-from relay import partitions
+from kernel import partitions
 from relay.migrations_runner import report_progress
 
 _TIMEOUT = partitions.LONG_STATEMENT_TIMEOUT

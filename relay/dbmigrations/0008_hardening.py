@@ -1,4 +1,7 @@
-"""Hardening: endpoint headers encrypted at rest, dashboard sessions that log-out ends."""
+"""Hardening: endpoint headers encrypted at rest, dashboard sessions that log-out ends.
+
+Who owns what: dispatch owns `endpoint.headers_encrypted`; kernel/models.py owns
+`dashboard_session` (beside the API tokens it belongs to)."""
 
 import json
 
@@ -8,7 +11,7 @@ from tortoise.migrations import operations as ops
 
 async def encrypt_endpoint_headers(apps, schema_editor) -> None:
     """Every endpoint's plain `headers` into `headers_encrypted` (Fernet, RELAY_SECRET_KEY)."""
-    from relay.crypto import encrypt_secret
+    from kernel.crypto import encrypt_secret
 
     client = schema_editor.client
     _, rows = await client.execute_query(
@@ -24,7 +27,7 @@ async def encrypt_endpoint_headers(apps, schema_editor) -> None:
 
 
 async def decrypt_endpoint_headers(apps, schema_editor) -> None:
-    from relay.crypto import decrypt_secret
+    from kernel.crypto import decrypt_secret
 
     client = schema_editor.client
     _, rows = await client.execute_query(
