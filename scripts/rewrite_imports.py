@@ -151,7 +151,7 @@ def candidates(paths: list[str]) -> list[Path]:
             files += sorted(given.rglob("*")) if given.is_dir() else [given]
     this = Path(__file__).resolve()
     return [f for f in files if f.is_file() and f.suffix in SUFFIXES and f.resolve() != this
-            and ".venv" not in f.parts and "dbmigrations" not in f.parts]
+            and ".venv" not in f.parts]
 
 
 def main(argv: list[str] | None = None) -> int:
