@@ -14,7 +14,7 @@ from ninja.errors import HttpError
 from ninja.responses import Status
 from pydantic import field_validator
 
-from dispatch import actions
+from dispatch import actions, cli
 from dispatch.filters import FilterError, validate_filter
 from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
@@ -38,6 +38,21 @@ SLUG = re.compile(SLUG_PATTERN)
 
 
 # --- schemas ---------------------------------------------------------------------------------
+
+
+def check_event_types(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        if not EVENT_TYPE.match(pattern):
+            raise ValueError(
+                f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
+    return patterns
+
+
+def check_sources(slugs: list[str]) -> list[str]:
+    for slug in slugs:
+        if not SLUG.match(slug):
+            raise ValueError(f"{slug!r} is not a source slug")
+    return slugs
 
 
 class EndpointPatch(Schema):
@@ -68,19 +83,12 @@ class EndpointPatch(Schema):
     @field_validator("event_types")
     @classmethod
     def _event_types(cls, patterns: list[str] | None) -> list[str] | None:
-        for pattern in patterns or ():
-            if not EVENT_TYPE.match(pattern):
-                raise ValueError(
-                    f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
-        return patterns
+        return None if patterns is None else check_event_types(patterns)
 
     @field_validator("sources")
     @classmethod
     def _sources(cls, slugs: list[str] | None) -> list[str] | None:
-        for slug in slugs or ():
-            if not SLUG.match(slug):
-                raise ValueError(f"{slug!r} is not a source slug")
-        return slugs
+        return None if slugs is None else check_sources(slugs)
 
     @field_validator("headers")
     @classmethod
@@ -506,3 +514,54 @@ async def replay_event(request: HttpRequest, event_id: str, payload: ReplayIn | 
     if ids is None:
         raise HttpError(404, f"no event with id {event_id!r}")
     return Status(202, {"count": len(ids), "delivery_ids": ids})
+
+
+# --- relay listen ----------------------------------------------------------------------------
+
+
+class ListenIn(Schema):
+    name: str | None = Field(None, min_length=1, max_length=200,
+                             description="Resume the cli endpoint of this name; none: a new one")
+    forward_to: str = Field(..., max_length=2048,
+                            description="Where the CLI forwards deliveries (shown as the URL)")
+    sources: list[str] = Field(default_factory=list, max_length=100)
+    event_types: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("forward_to")
+    @classmethod
+    def _forward_to(cls, url: str) -> str:
+        return validate_endpoint_url(url)
+
+    @field_validator("event_types")
+    @classmethod
+    def _event_types(cls, patterns: list[str]) -> list[str]:
+        return check_event_types(patterns)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, slugs: list[str]) -> list[str]:
+        return check_sources(slugs)
+
+
+class ListenOut(Schema):
+    name: str
+    created: bool
+    secret: str
+    websocket_path: str
+    endpoint: EndpointOut
+
+
+@router.post("/cli/listen", response={200: ListenOut, 201: ListenOut, 422: Detail},
+             tags=["cli"])
+async def cli_listen(request: HttpRequest, payload: ListenIn):
+    """Register (or resume, by name) the `cli` endpoint of a `relay listen`. Its deliveries
+    are not sent by the dispatcher: the CLI pulls them over `websocket_path`. The target is
+    the CLI's own (it connects from the user's machine), so the address guard does not
+    apply to it."""
+    name = payload.name or cli.new_listener_name()
+    row, created = await cli.register(name, payload.forward_to, payload.sources,
+                                      payload.event_types)
+    return Status(201 if created else 200, {
+        "name": name, "created": created, "secret": decrypt_secret(row.secret_encrypted),
+        "websocket_path": f"/ws/cli/{row.id}", "endpoint": endpoint_out(row),
+    })

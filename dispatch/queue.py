@@ -3,7 +3,8 @@
 A delivery is due when its status is `pending` or `retrying` and `next_attempt_at` has
 passed (partial index `delivery_due_idx`). Dispatchers claim due deliveries in batches
 with `FOR UPDATE SKIP LOCKED` and a lease; a lease that expires (the process died) is
-swept back to due. Deliveries of a disabled endpoint are parked (`next_attempt_at` NULL,
+swept back to due. Deliveries of `cli` endpoints are never claimed here: a connected
+`relay listen` pulls them (dispatch.cli), under the same leases. Deliveries of a disabled endpoint are parked (`next_attempt_at` NULL,
 status kept) so they never clog the claim, and made due again when it is enabled.
 
 Statements that change both an endpoint and its deliveries lock the endpoint row first,
@@ -68,6 +69,7 @@ WITH due AS (
     SELECT id FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
     ORDER BY next_attempt_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -78,6 +80,7 @@ WITH candidate AS (
     SELECT id, endpoint_id, next_attempt_at FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
     ORDER BY next_attempt_at
     LIMIT $6
     FOR UPDATE SKIP LOCKED
