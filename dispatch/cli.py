@@ -81,6 +81,12 @@ _TARGET = (
 )
 
 
+_NEXT_DUE = """
+SELECT min(next_attempt_at) FROM delivery
+WHERE endpoint_id = $1 AND status IN ('pending', 'retrying')
+"""
+
+
 class ListenError(Exception):
     """A report or a registration that cannot be accepted; `str()` says why."""
 
@@ -156,18 +162,24 @@ def _claimed(row: Mapping[str, Any]) -> Claimed:
     )
 
 
-async def hand_out(endpoint_id: str, owner: str) -> Handout | None:
+class EndpointGone(Exception):
+    """The `cli` endpoint was deleted."""
+
+
+async def hand_out(endpoint_id: str, owner: str) -> Handout | datetime | None:
     """Lease the endpoint's next due delivery to `owner`, with the signed request the CLI
-    forwards; None when nothing is due (or the endpoint is gone)."""
+    forwards; when nothing is due, when the next delivery falls due (None: none waits).
+    Raises EndpointGone when the endpoint was deleted."""
     async with pooled() as connection:
         while True:
             target = await load_target(connection, endpoint_id)
             if target is None:
-                return None
+                raise EndpointGone(endpoint_id)
             row = await connection.fetchrow(_CLAIM_ONE, owner, endpoint_id,
                                             lease_seconds(target))
             if row is None:
-                return None
+                next_due: datetime | None = await connection.fetchval(_NEXT_DUE, endpoint_id)
+                return next_due
             job = _claimed(row)
             if not job.event_exists:
                 await queue.finish_unattempted(connection, owner, [job.id], "failed",

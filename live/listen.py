@@ -31,8 +31,11 @@ from live.auth import authenticate
 log = logging.getLogger("relay.live")
 
 POLL_SECONDS = 2.0
-"""Look for due deliveries at least this often, besides the `NOTIFY` wake-ups (a retry
-falling due sends none)."""
+"""Look for due deliveries at least this often, besides the `NOTIFY` wake-ups and the
+next retry's due time."""
+DUE_SLACK = 0.05
+"""Wake this long after the next retry falls due (the database clock decides; never
+spin faster than this)."""
 MAX_CLIENT_MESSAGE = 64 * 1024
 CLOSE_BAD_RESULT = 4400
 CLOSE_UNAUTHORIZED = 4401
@@ -82,13 +85,18 @@ class ListenConsumer(AsyncWebsocketConsumer):
         try:
             while True:
                 self.wakeup.clear()
-                handout = await cli.hand_out(self.endpoint_id, self.owner)
-                if handout is None:
-                    if not await Endpoint.exists(id=self.endpoint_id, deleted_at=None):
-                        await self._refuse(CLOSE_UNKNOWN, "the endpoint was deleted")
-                        return
+                try:
+                    handout = await cli.hand_out(self.endpoint_id, self.owner)
+                except cli.EndpointGone:
+                    await self._refuse(CLOSE_UNKNOWN, "the endpoint was deleted")
+                    return
+                if not isinstance(handout, cli.Handout):
+                    wait = POLL_SECONDS
+                    if handout is not None:
+                        due_in = (handout - datetime.now(UTC)).total_seconds()
+                        wait = min(wait, max(due_in, 0.0) + DUE_SLACK)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wakeup.wait(), POLL_SECONDS)
+                        await asyncio.wait_for(self.wakeup.wait(), wait)
                     continue
                 if not await self._forward(handout):
                     return
