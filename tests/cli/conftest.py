@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.dispatch.conftest import Sink, dispatcher, sink, start_dispatcher  # noqa: F401
+from tests.live.conftest import live_bus  # noqa: F401
 from tests.servers import wait_until
 
 RELAY = str(Path(sys.executable).parent / "relay")
