@@ -94,12 +94,25 @@ def _header_bytes(value: str) -> bytes:
         return value.encode("utf-8")
 
 
-def _error_kind(exc: BaseException) -> str:
+def _chain(exc: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and len(chain) < 10:
         chain.append(current)
         current = current.__cause__ or current.__context__
+    return chain
+
+
+def _error_detail(exc: BaseException) -> str:
+    """The most specific reason in the chain ("Connection refused", not httpx's summary)."""
+    for item in reversed(_chain(exc)):
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _error_kind(exc: BaseException) -> str:
+    chain = _chain(exc)
     if any(isinstance(item, socket.gaierror) for item in chain):
         return "dns"
     if any(isinstance(item, ssl.SSLError) for item in chain):
@@ -147,7 +160,7 @@ async def forward(target: httpx.AsyncClient, url: str, delivery: dict[str, Any])
     except TimeoutError:
         report.update(error="timeout", error_detail=f"no complete answer within {timeout:g} s")
     except (httpx.HTTPError, OSError) as exc:
-        report.update(error=_error_kind(exc), error_detail=str(exc) or type(exc).__name__)
+        report.update(error=_error_kind(exc), error_detail=_error_detail(exc))
     report["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return report
 

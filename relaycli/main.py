@@ -145,11 +145,15 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
 # --- long-running ----------------------------------------------------------------------------
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
+    """SIGTERM stops like Ctrl-C, and Ctrl-C works even when the shell started the
+    command with SIGINT ignored (in the background)."""
+
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -161,7 +165,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                        f"{args.forward_to!r})", EXIT_USAGE)
     options = ListenOptions(forward_to=args.forward_to, sources=args.source or [],
                             event_types=args.event_type or [], name=args.name, json=args.json)
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         asyncio.run(run(credentials, options))
     except KeyboardInterrupt:
@@ -174,7 +178,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from relaycli.tail import run
 
     credentials = config.credentials()
-    _stop_on_sigterm()
+    _stop_on_signals()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(credentials, args.source or [], args.type or [], args.json, args.stats))
     return EXIT_OK
