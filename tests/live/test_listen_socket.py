@@ -95,3 +95,18 @@ async def test_malformed_result_is_refused(client, admin, admin_token, relay_ser
         assert ws.close_code == 4400
     [back] = await wait_for_statuses("pending", 1, event_id=event_id)
     assert back.attempts_count == 0
+
+
+async def test_deleting_the_endpoint_closes_the_socket(client, admin, admin_token, relay_server):
+    listener = await _listener(client, admin)
+    url = _ws(relay_server, listener["websocket_path"])
+    async with connect(url, additional_headers={"Authorization": f"Bearer {admin_token}"}) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        deleted = await client.delete(f"/api/v1/endpoints/{listener['endpoint']['id']}",
+                                      headers=admin)
+        assert deleted.status_code == 204
+        error = json.loads(await ws.recv())
+        assert error == {"type": "error", "detail": "the endpoint was deleted"}
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4404
