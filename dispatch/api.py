@@ -20,12 +20,14 @@ from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
+from dispatch.stats_api import StatsOut
 from hooks.api import SLUG_PATTERN
 from hooks.headers import HOP_BY_HOP
 from hooks.models import Event
 from relay.api import iso, paginate, require_admin
 from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
 from relay.ids import new_id
+from relay.partitions import ids_after
 
 router = Router()
 
@@ -173,18 +175,6 @@ class TestOut(Schema):
     delivery_id: str
 
 
-class StatsOut(Schema):
-    success_rate: float | None
-    attempts: int
-    failures: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    in_flight: int
-    pending: int
-    circuit: str
-
-
 class DeliveryOut(Schema):
     id: str
     event_id: str
@@ -286,7 +276,10 @@ def attempt_out(row: Attempt) -> dict[str, Any]:
 
 async def delivery_summaries(event_id: str) -> list[dict[str, Any]]:
     """The deliveries of one event (for the event detail answer in hooks.api)."""
-    return [delivery_out(row) for row in await Delivery.filter(event_id=event_id).order_by("id")]
+    queryset = Delivery.filter(event_id=event_id)
+    if (low := ids_after("dlv", event_id)) is not None:
+        queryset = queryset.filter(id__gte=low)  # days before the event hold none of them
+    return [delivery_out(row) for row in await queryset.order_by("id")]
 
 
 def _check_filter(rule: dict[str, Any] | None) -> None:
@@ -470,6 +463,8 @@ async def list_deliveries(request: HttpRequest, endpoint: str | None = None,
         queryset = queryset.filter(endpoint_id=endpoint)
     if event:
         queryset = queryset.filter(event_id=event)
+        if (low := ids_after("dlv", event)) is not None:
+            queryset = queryset.filter(id__gte=low)
     if status:
         if status not in DELIVERY_STATUSES:
             raise HttpError(422, f"status: must be one of {', '.join(DELIVERY_STATUSES)}")
@@ -481,7 +476,10 @@ async def list_deliveries(request: HttpRequest, endpoint: str | None = None,
 @router.get("/deliveries/{delivery_id}", response=DeliveryDetail, tags=["deliveries"])
 async def get_delivery(request: HttpRequest, delivery_id: str):
     row = await _delivery_or_404(delivery_id)
-    attempts = await Attempt.filter(delivery_id=row.id).order_by("number", "id")
+    attempts_query = Attempt.filter(delivery_id=row.id)
+    if (low := ids_after("att", row.id)) is not None:
+        attempts_query = attempts_query.filter(id__gte=low)
+    attempts = await attempts_query.order_by("number", "id")
     return {**delivery_out(row), "attempts": [attempt_out(a) for a in attempts]}
 
 

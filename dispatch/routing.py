@@ -20,6 +20,7 @@ from __future__ import annotations
 from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.filters import endpoint_wants, parse_document
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, pooled
+from dispatch.rollups import COUNT_ROUTED_EVENTS
 
 _TAKE_UNROUTED = """
 SELECT s.n, s.changed, u.id, u.event_type, u.source_slug, u.body
@@ -38,8 +39,8 @@ WITH marked AS (
     UPDATE event SET routed_at = now()
     WHERE id IN (SELECT id FROM event WHERE id = ANY($1::text[]) AND routed_at IS NULL
                  FOR UPDATE SKIP LOCKED)
-    RETURNING id
-), inserted AS (
+    RETURNING id, source_slug, received_at
+), counted AS ({COUNT_ROUTED_EVENTS}), inserted AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
     SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0, now(), now()
@@ -52,7 +53,8 @@ SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
 FROM inserted
 """  # noqa: S608 - constant SQL text
 """Mark the events this statement could lock and that are still unrouted, insert the
-deliveries of exactly those, wake the dispatchers: all or nothing."""
+deliveries of exactly those, count them in their source's rollups, wake the dispatchers:
+all or nothing."""
 
 
 def match(subscriptions: list[Subscription], rows: list) -> list[tuple[str, str]]:

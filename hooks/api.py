@@ -35,6 +35,7 @@ from relay.api import iso, paginate
 from relay.bus import publish
 from relay.crypto import encrypt_secret
 from relay.ids import new_id
+from relay.partitions import ids_between
 
 router = Router()
 
@@ -384,10 +385,17 @@ async def list_events(request: HttpRequest, source: str | None = None,
         queryset = queryset.filter(source_slug=source)
     if event_type:
         queryset = queryset.filter(event_type=event_type)
-    if (start := _parse_time("since", since)) is not None:
+    start, end = _parse_time("since", since), _parse_time("until", until)
+    if start is not None:
         queryset = queryset.filter(received_at__gte=start)
-    if (end := _parse_time("until", until)) is not None:
+    if end is not None:
         queryset = queryset.filter(received_at__lt=end)
+    # The same window on ids: PostgreSQL then reads only the days it covers.
+    low, high = ids_between("evt", start, end)
+    if low is not None:
+        queryset = queryset.filter(id__gte=low)
+    if high is not None:
+        queryset = queryset.filter(id__lt=high)
     rows, next_cursor = await paginate(queryset, limit, cursor)
     return {"data": [event_out(row) for row in rows], "next_cursor": next_cursor}
 

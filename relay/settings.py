@@ -87,6 +87,8 @@ RELAY_SHUTDOWN_GRACE = _env_float("RELAY_SHUTDOWN_GRACE", 10.0)
 RELAY_PUBLIC_URL = (_env("RELAY_PUBLIC_URL") or "").rstrip("/") or None
 RELAY_DEDUP_WINDOW = _env_float("RELAY_DEDUP_WINDOW", 24 * 3600.0)
 RELAY_RETENTION_DAYS = _env_int("RELAY_RETENTION_DAYS", 30)
+RELAY_ROLLUP_RETENTION_DAYS = _env_int("RELAY_ROLLUP_RETENTION_DAYS", 30)
+"""How long the per-minute and per-hour aggregates behind stats and charts are kept."""
 RELAY_LOG_FORMAT = _env("RELAY_LOG_FORMAT", "text")
 RELAY_METRICS_PUBLIC = _env_bool("RELAY_METRICS_PUBLIC", False)
 RELAY_METRICS_DIR = Path(_env("RELAY_METRICS_DIR") or Path(tempfile.gettempdir()) / (

@@ -77,7 +77,8 @@ def _loopback_only():
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token"]
+TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token",
+          "endpoint_rollup", "source_rollup"]
 
 
 @pytest.fixture(scope="session")
