@@ -15,16 +15,18 @@ from ninja.responses import Status
 from pydantic import field_validator
 
 from dispatch import actions, cli
+from dispatch.endpoint_headers import MASK, decrypt_headers, encrypt_headers, masked
 from dispatch.filters import FilterError, validate_filter
 from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
+from dispatch.own_ingest import is_own_ingest, own_bases
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
 from dispatch.stats_api import StatsOut
 from hooks.api import SLUG_PATTERN
 from hooks.headers import HOP_BY_HOP
 from hooks.models import Event
-from relay.api import iso, paginate, require_admin
+from relay.api import InputSchema, iso, paginate, require_admin
 from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
 from relay.ids import new_id
 from relay.partitions import ids_after
@@ -35,6 +37,9 @@ ROTATION_OVERLAP = timedelta(hours=24)
 MAX_HEADERS = 50
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}$")
 RESERVED_PREFIXES = (*DROPPED_PREFIXES, "x-relay-")
+PRINTABLE_VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
+"""What an endpoint's header value may hold: sent as it is, it must mean the same bytes
+to every HTTP stack on the way."""
 EVENT_TYPE = re.compile(r"^[^\s*]{1,255}\*?$|^\*$")
 SLUG = re.compile(SLUG_PATTERN)
 
@@ -57,7 +62,7 @@ def check_sources(slugs: list[str]) -> list[str]:
     return slugs
 
 
-class EndpointPatch(Schema):
+class EndpointPatch(InputSchema):
     url: str | None = Field(None, max_length=2048)
     description: str | None = Field(None, max_length=2000)
     enabled: bool | None = None
@@ -106,9 +111,9 @@ class EndpointPatch(Schema):
             if lower in HOP_BY_HOP or lower in DROPPED or lower.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"{name} is set by Relay or by the connection and cannot be "
                                  "given here")
-            if any(ch in value for ch in "\r\n\x00") or len(value) > 8192:
-                raise ValueError(f"the value of {name} must be one line of at most 8192 "
-                                 "characters")
+            if not PRINTABLE_VALUE.match(value) or len(value) > 8192:
+                raise ValueError(f"the value of {name} must be one line of printable ASCII "
+                                 "(spaces and tabs allowed), at most 8192 characters")
         return headers
 
     @field_validator("retry_schedule")
@@ -161,7 +166,7 @@ class SecretOut(Schema):
     secret: str
 
 
-class RecoverIn(Schema):
+class RecoverIn(InputSchema):
     since: datetime
     until: datetime | None = None
 
@@ -209,7 +214,7 @@ class DeliveryList(Schema):
     next_cursor: str | None
 
 
-class ReplayIn(Schema):
+class ReplayIn(InputSchema):
     endpoint_id: str | None = None
 
 
@@ -225,7 +230,13 @@ class Detail(Schema):
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def endpoint_out(row: Endpoint) -> dict[str, Any]:
+def is_admin(request: HttpRequest) -> bool:
+    return getattr(request.auth, "scope", None) == "admin"  # type: ignore[attr-defined]
+
+
+def endpoint_out(row: Endpoint, reveal: bool) -> dict[str, Any]:
+    """The endpoint's answer; its headers' values only when `reveal` (admin tokens)."""
+    headers = decrypt_headers(row.headers_encrypted)
     return {
         "id": row.id,
         "url": row.url,
@@ -235,7 +246,7 @@ def endpoint_out(row: Endpoint) -> dict[str, Any]:
         "event_types": row.event_types or [],
         "sources": row.sources or [],
         "filter": row.filter_rule,
-        "headers": row.headers or {},
+        "headers": headers if reveal else masked(headers),
         "timeout_seconds": row.timeout_seconds,
         "max_in_flight": row.max_in_flight,
         "rate_limit_per_second": row.rate_limit_per_second,
@@ -260,7 +271,9 @@ def delivery_out(row: Delivery) -> dict[str, Any]:
     }
 
 
-def attempt_out(row: Attempt) -> dict[str, Any]:
+def attempt_out(row: Attempt, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """An attempt; values of the request headers named in `hidden` masked."""
+    sent = row.request_headers or {}
     return {
         "id": row.id,
         "number": row.number,
@@ -268,7 +281,8 @@ def attempt_out(row: Attempt) -> dict[str, Any]:
         "duration_ms": row.duration_ms,
         "status_code": row.status_code,
         "error": row.error,
-        "request_headers": row.request_headers or {},
+        "request_headers": {name: MASK if name.lower() in hidden else value
+                            for name, value in sent.items()},
         "response_headers": row.response_headers or {},
         "response_body": row.response_body,
     }
@@ -289,6 +303,12 @@ def _check_filter(rule: dict[str, Any] | None) -> None:
         validate_filter(rule)
     except FilterError as exc:
         raise HttpError(422, str(exc)) from None
+
+
+def _refuse_own_ingest(request: HttpRequest, url: str | None) -> None:
+    if url is not None and is_own_ingest(url, own_bases(request, settings.RELAY_PUBLIC_URL)):
+        raise HttpError(422, "url: points at this Relay's own ingest (/in/…): every event "
+                             "would come back as a new event, without end")
 
 
 async def _endpoint_or_404(endpoint_id: str) -> Endpoint:
@@ -315,12 +335,14 @@ def _aware(moment: datetime) -> datetime:
 @router.get("/endpoints", response=EndpointList, tags=["endpoints"])
 async def list_endpoints(request: HttpRequest, limit: int = 50, cursor: str | None = None):
     rows, next_cursor = await paginate(Endpoint.filter(deleted_at=None), limit, cursor)
-    return {"data": [endpoint_out(row) for row in rows], "next_cursor": next_cursor}
+    reveal = is_admin(request)
+    return {"data": [endpoint_out(row, reveal) for row in rows], "next_cursor": next_cursor}
 
 
 @router.post("/endpoints", response={201: EndpointWithSecret, 422: Detail}, tags=["endpoints"])
 async def create_endpoint(request: HttpRequest, payload: EndpointIn):
     _check_filter(payload.filter)
+    _refuse_own_ingest(request, payload.url)
     secret = new_signing_secret()
     row = await Endpoint.create(
         id=new_id("ep"),
@@ -332,23 +354,23 @@ async def create_endpoint(request: HttpRequest, payload: EndpointIn):
         event_types=payload.event_types,
         sources=payload.sources,
         filter_rule=payload.filter,
-        headers=payload.headers,
+        headers_encrypted=encrypt_headers(payload.headers),
         timeout_seconds=payload.timeout_seconds,
         max_in_flight=payload.max_in_flight,
         rate_limit_per_second=payload.rate_limit_per_second,
         retry_schedule=payload.retry_schedule,
     )
-    return Status(201, {**endpoint_out(row), "secret": secret})
+    return Status(201, {**endpoint_out(row, True), "secret": secret})
 
 
 @router.get("/endpoints/{endpoint_id}", response=EndpointOut, tags=["endpoints"])
 async def get_endpoint(request: HttpRequest, endpoint_id: str):
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return endpoint_out(await _endpoint_or_404(endpoint_id), is_admin(request))
 
 
 _PATCHABLE = {
     "url": "url", "description": "description", "event_types": "event_types",
-    "sources": "sources", "filter": "filter_rule", "headers": "headers",
+    "sources": "sources", "filter": "filter_rule", "headers": "headers_encrypted",
     "timeout_seconds": "timeout_seconds", "max_in_flight": "max_in_flight",
     "rate_limit_per_second": "rate_limit_per_second", "retry_schedule": "retry_schedule",
 }
@@ -365,12 +387,15 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
             raise HttpError(422, f"{name}: must not be null")
     if "filter" in given:
         _check_filter(payload.filter)
+    _refuse_own_ingest(request, given.get("url"))
     changed = {attribute: given[name] for name, attribute in _PATCHABLE.items() if name in given}
+    if "headers" in given:
+        changed["headers_encrypted"] = encrypt_headers(given["headers"])
     if changed:
         await _save(row, changed)
     if "enabled" in given and given["enabled"] != row.enabled:
         return await _set_enabled(endpoint_id, given["enabled"])
-    return endpoint_out(row)
+    return endpoint_out(row, True)
 
 
 @router.delete("/endpoints/{endpoint_id}", response={204: None}, tags=["endpoints"])
@@ -397,7 +422,7 @@ async def rotate_secret(request: HttpRequest, endpoint_id: str):
     await _save(row, {"previous_secret_encrypted": row.secret_encrypted,
                       "previous_secret_expires_at": now + ROTATION_OVERLAP,
                       "secret_encrypted": encrypt_secret(secret)}, now)
-    return {**endpoint_out(row), "secret": secret}
+    return {**endpoint_out(row, True), "secret": secret}
 
 
 async def _save(row: Endpoint, fields: dict[str, Any], now: datetime | None = None) -> None:
@@ -413,7 +438,7 @@ async def _set_enabled(endpoint_id: str, enabled: bool) -> dict[str, Any]:
     """Enable or disable (its deliveries parked or made due again); the endpoint after."""
     await _endpoint_or_404(endpoint_id)
     await actions.set_endpoint_enabled(endpoint_id, enabled)
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return endpoint_out(await _endpoint_or_404(endpoint_id), True)
 
 
 @router.post("/endpoints/{endpoint_id}/enable", response=EndpointOut, tags=["endpoints"])
@@ -480,7 +505,13 @@ async def get_delivery(request: HttpRequest, delivery_id: str):
     if (low := ids_after("att", row.id)) is not None:
         attempts_query = attempts_query.filter(id__gte=low)
     attempts = await attempts_query.order_by("number", "id")
-    return {**delivery_out(row), "attempts": [attempt_out(a) for a in attempts]}
+    hidden: frozenset[str] = frozenset()
+    if not is_admin(request):
+        # Attempts record endpoint headers masked; older records may not: hide them here.
+        endpoint = await Endpoint.get_or_none(id=row.endpoint_id)
+        stored = endpoint.headers_encrypted if endpoint is not None else None
+        hidden = frozenset(name.lower() for name in decrypt_headers(stored))
+    return {**delivery_out(row), "attempts": [attempt_out(a, hidden) for a in attempts]}
 
 
 @router.post("/deliveries/{delivery_id}/retry", response={202: DeliveryOut, 409: Detail},
@@ -517,7 +548,7 @@ async def replay_event(request: HttpRequest, event_id: str, payload: ReplayIn | 
 # --- relay listen ----------------------------------------------------------------------------
 
 
-class ListenIn(Schema):
+class ListenIn(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=200,
                              description="Resume the cli endpoint of this name; none: a new one")
     forward_to: str = Field(..., max_length=2048,
@@ -561,5 +592,5 @@ async def cli_listen(request: HttpRequest, payload: ListenIn):
                                       payload.event_types)
     return Status(201 if created else 200, {
         "name": name, "created": created, "secret": decrypt_secret(row.secret_encrypted),
-        "websocket_path": f"/ws/cli/{row.id}", "endpoint": endpoint_out(row),
+        "websocket_path": f"/ws/cli/{row.id}", "endpoint": endpoint_out(row, True),
     })

@@ -74,7 +74,7 @@ LEFT JOIN event ev ON ev.id = c.event_id
 leased to `owner`."""
 
 _TARGET = (
-    "SELECT id, url, headers, secret_encrypted, previous_secret_encrypted,"
+    "SELECT id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
     " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
     " retry_schedule, updated_at FROM endpoint"
     " WHERE id = $1 AND kind = 'cli' AND deleted_at IS NULL"

@@ -85,7 +85,7 @@ class Dispatcher:
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
-        self.router = Router()
+        self.router = Router(circuit_cooldown=circuit_cooldown)
         self.targets = Targets()
         self.gates = Gates()
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
@@ -183,7 +183,7 @@ class Dispatcher:
             exclude = self.gates.blocked(time.monotonic()) + sorted(self.probing)
             rows, next_due = await queue.claim(
                 connection, self.owner, free, exclude, settings.RELAY_DELIVERY_TIMEOUT,
-                self.lease_margin, allowances, reserved)
+                self.lease_margin, allowances, reserved, self.circuit_cooldown)
             if len(rows) < free:
                 self.next_due = next_due
             if not rows:

@@ -31,7 +31,7 @@ from hooks.verify import (
     standard_webhooks_key,
     verify_request,
 )
-from relay.api import iso, paginate
+from relay.api import InputSchema, iso, paginate, paginate_sized
 from relay.bus import publish
 from relay.crypto import encrypt_secret
 from relay.ids import new_id
@@ -48,7 +48,7 @@ delivery_summaries: DeliverySummaries | None = None
 """Set by the dispatch app: the deliveries shown inside an event's detail answer."""
 
 
-class Rule(Schema):
+class Rule(InputSchema):
     header: str | None = Field(None, min_length=1, max_length=200)
     json_path: str | None = Field(None, min_length=1, max_length=200)
 
@@ -64,7 +64,7 @@ class Rule(Schema):
         return {"json_path": self.json_path or ""}
 
 
-class VerificationIn(Schema):
+class VerificationIn(InputSchema):
     kind: Literal["none", "token", "hmac", "github", "stripe", "standard_webhooks", "shopify"]
     secret: str | None = Field(None, min_length=1, max_length=1000)
     header: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9-]+$")
@@ -85,7 +85,7 @@ class VerificationOut(Schema):
     tolerance_seconds: int
 
 
-class SourceIn(Schema):
+class SourceIn(InputSchema):
     slug: str = Field(..., pattern=SLUG_PATTERN)
     name: str = Field("", max_length=200)
     enabled: bool = True
@@ -95,7 +95,7 @@ class SourceIn(Schema):
     event_type: Rule | None = None
 
 
-class SourcePatch(Schema):
+class SourcePatch(InputSchema):
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
     name: str | None = Field(None, max_length=200)
     enabled: bool | None = None
@@ -162,7 +162,7 @@ class EventList(Schema):
     next_cursor: str | None
 
 
-class PublishIn(Schema):
+class PublishIn(InputSchema):
     event_type: str = Field(..., min_length=1, max_length=255)
     payload: Any
 
@@ -396,7 +396,7 @@ async def list_events(request: HttpRequest, source: str | None = None,
         queryset = queryset.filter(id__gte=low)
     if high is not None:
         queryset = queryset.filter(id__lt=high)
-    rows, next_cursor = await paginate(queryset, limit, cursor)
+    rows, next_cursor = await paginate_sized(queryset, limit, cursor)
     return {"data": [event_out(row) for row in rows], "next_cursor": next_cursor}
 
 
@@ -456,7 +456,7 @@ class FixtureList(Schema):
     data: list[FixtureOut]
 
 
-class TriggerIn(Schema):
+class TriggerIn(InputSchema):
     fixture: str = Field(..., min_length=1, max_length=200,
                          description="A name from GET /api/v1/fixtures")
 
