@@ -26,6 +26,7 @@ from dispatch import queue
 from dispatch.address_policy import parse_allowlist
 from dispatch.endpoints import Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
+from dispatch.notify.smtp import parse_smtp_url
 from dispatch.queue import Claimed, PutBack, pooled
 from dispatch.retry import (
     CIRCUIT_COOLDOWN_SECONDS,
@@ -80,6 +81,7 @@ class Dispatcher:
         self.circuit_cooldown = circuit_cooldown
         self.allowlist = tuple(parse_allowlist(settings.RELAY_TARGET_ALLOWLIST))
         """Parsed once: every send checks its target against it."""
+        self.smtp = parse_smtp_url(settings.RELAY_SMTP_URL) if settings.RELAY_SMTP_URL else None
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
@@ -241,12 +243,14 @@ class Dispatcher:
     async def deliver(self, job: Claimed, target: Target) -> None:
         try:
             result = await send(self.client, job, target, allowlist=self.allowlist,
-                                version=settings.VERSION)
+                                version=settings.VERSION, smtp=self.smtp,
+                                smtp_from=settings.RELAY_SMTP_FROM)
         finally:
             self.gates.release(job.endpoint_id)
             self.in_flight.pop(job.id, None)
             self.wake.set()
-        settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng)
+        settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng,
+                            target.kind)
         settlement.probe = self.probing.get(job.endpoint_id) == job.id
         self.settler.add(settlement)
 
