@@ -24,6 +24,7 @@ from django.conf import settings
 
 from dispatch import queue
 from dispatch.address_policy import parse_allowlist
+from dispatch.alerts import AlertEvaluator
 from dispatch.endpoints import Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
 from dispatch.notify.smtp import parse_smtp_url
@@ -72,6 +73,7 @@ class Dispatcher:
         circuit_threshold: int = CIRCUIT_FAILURE_THRESHOLD,
         circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
         client: DeliveryClient | None = None,
+        alert_interval: float | None = None,
     ) -> None:
         self.concurrency = concurrency or settings.RELAY_DISPATCH_CONCURRENCY
         self.poll_interval = poll_interval
@@ -91,6 +93,8 @@ class Dispatcher:
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
                                     circuit_cooldown=circuit_cooldown,
                                     on_written=self._settled)
+        self.alerts = AlertEvaluator(settings.RELAY_ALERT_INTERVAL if alert_interval is None
+                                     else alert_interval)
         self.wake = asyncio.Event()
         self.route_wake = asyncio.Event()
         self.in_flight: dict[str, tuple[Claimed, asyncio.Task]] = {}
@@ -255,6 +259,7 @@ class Dispatcher:
         self.settler.add(settlement)
 
     def _settled(self, batch: list[Settlement]) -> None:
+        self.alerts.note_settled(batch)
         for item in batch:
             if item.probe:
                 self.probing.pop(item.job.endpoint_id, None)
@@ -323,6 +328,7 @@ class Dispatcher:
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
+            loop.create_task(self.alerts.run(), name="dispatch-alerts"),
             start_daily_purge(),
         ]
         self._main = loop.create_task(self.run_loop(), name="dispatch-claim")
@@ -331,6 +337,7 @@ class Dispatcher:
         """Stop claiming, give sends in flight `shutdown_grace` seconds to finish, put
         back whatever did not (lease cleared, due now), write every settled attempt."""
         self.stopping = True
+        self.alerts.stopping = True
         self.wake.set()
         self.route_wake.set()
         if self._main is not None:

@@ -77,7 +77,7 @@ def _loopback_only():
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token"]
+TABLES = ["alert_state", "alert", "attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token"]
 
 
 @pytest.fixture(scope="session")

@@ -105,13 +105,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of "
                             f"{type(obj).__name__!r} object is unsafe")
 
-    def format_string(self, s: str, args: Any, kwargs: Any, format_func: Any = None) -> str:
-        if _WIDE.search(s):
-            raise _Overrun("a width of a million or more is refused")
-        return super().format_string(s, args, kwargs, format_func)
-
     def getattr(self, obj: Any, attribute: str) -> Any:
         self._check()
+        if isinstance(obj, str) and attribute in ("format", "format_map") and _WIDE.search(obj):
+            raise _Overrun("a width of a million or more is refused")
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
