@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 
 async def test_slack_endpoint_for_github_pushes_and_an_email_alert(
-        client, admin, admin_token, relay_server, live_bus, platforms, open_dashboard):
+        client, admin, admin_token, relay_server, live_bus, platforms, open_dashboard):  # noqa: F811
     await make_source(client, admin, "github", event_type={"header": "x-github-event"})
     sample = provider_sample("github.push")
     event_id = await post_event(client, "github", sample["body"], {"x-github-event": "push"})
