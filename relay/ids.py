@@ -42,3 +42,9 @@ def new_id(prefix: str) -> str:
 
 def looks_like_id(value: str, prefix: str) -> bool:
     return value.startswith(prefix + "_") and ID_PATTERN.match(value) is not None
+
+
+def lowest_id(prefix: str, moment: float) -> str:
+    """The smallest id with this prefix made at `moment` (seconds since the epoch): every id
+    made at or after it sorts at or above it, so a time bound becomes an id bound."""
+    return f"{prefix}_{_encode(int(moment * 1000), 10)}{'0' * 16}"
