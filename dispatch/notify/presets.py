@@ -97,8 +97,12 @@ STRIPE: dict[str, Spec] = {
 
 SHOPIFY_ORDERS: Spec = {
     "title": "Shopify order {{ payload.name or payload.id }} "
-             "{{ event.headers['x-shopify-topic'] | default('orders/update') "
-             "| replace('orders/', '') }}: {{ payload.total_price }} {{ payload.currency }}",
+             "{% set topic = event.headers['x-shopify-topic'] | default('orders/updated') "
+             "| replace('orders/', '') %}"
+             "{{ {'create': 'created', 'paid': 'paid', 'updated': 'updated', "
+             "'cancelled': 'cancelled', 'fulfilled': 'fulfilled', 'delete': 'deleted', "
+             "'edited': 'edited', 'partially_fulfilled': 'partially fulfilled'}"
+             ".get(topic, topic) }}: {{ payload.total_price }} {{ payload.currency }}",
     "text": "{% for item in (payload.line_items | default([]))[:10] %}"
             "{{ item.quantity }} × {{ item.title }}\n{% endfor %}",
     "fields": {"Customer": "{{ payload.email or payload.contact_email or '' }}",

@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'alert', 'app': 'relay', 'pk_attr': 'id'},
+            options={'table': 'alert', 'app': 'relay', 'pk_attr': 'id', 'table_description': "A rule that notifies endpoints when Relay's own health needs a human."},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                 ('last_event_id', fields.CharField(null=True, max_length=40)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'alert_state', 'app': 'relay', 'indexes': [Index(fields=['alert_id', 'firing'], name='alert_state_alert_idx')], 'pk_attr': 'key'},
+            options={'table': 'alert_state', 'app': 'relay', 'indexes': [Index(fields=['alert_id', 'firing'], name='alert_state_alert_idx')], 'pk_attr': 'key', 'table_description': 'Whether one alert condition is firing for one subject (an endpoint or a source).'},
             bases=['Model'],
         ),
     ]

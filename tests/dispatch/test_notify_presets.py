@@ -43,7 +43,7 @@ EXPECTED = {
     "stripe.charge.failed": ("Stripe charge.failed: 10.99 USD", {"Status": "failed"}),
     "stripe.customer.subscription.deleted": ("Stripe customer.subscription.deleted: 15.00 USD",
                                              {"Status": "canceled"}),
-    "shopify.orders.create": ("Shopify order #9999 create: 209.00 USD",
+    "shopify.orders.create": ("Shopify order #9999 created: 209.00 USD",
                               {"Customer": "jon@example.com"}),
 }
 
