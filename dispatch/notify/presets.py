@@ -117,7 +117,7 @@ ALERT: Spec = {
     "text": "{{ payload.message }}",
     "fields": {"Condition": "{{ payload.condition.type }}",
                "Subject": "{{ payload.subject }}",
-               "Since": "{{ payload.at }}"},
+               "At": "{{ payload.at }}"},
 }
 
 GENERIC: Spec = {
