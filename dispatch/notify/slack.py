@@ -31,7 +31,8 @@ def _section(text: str) -> dict[str, Any]:
 
 def payload(message: Message) -> dict[str, Any]:
     title = escape(message.title)
-    heading = f"*<{message.url}|{title}>*" if message.url else f"*{title}*"
+    linkable = message.url and not any(ch in message.url for ch in "<>| \n")
+    heading = f"*<{message.url}|{title}>*" if linkable else f"*{title}*"
     blocks: list[dict[str, Any]] = [_section(heading)]
     text = escape(message.text.strip())
     while text and len(blocks) < MAX_BLOCKS - 1:

@@ -91,3 +91,10 @@ def test_an_email_has_text_and_html_parts_and_a_one_line_subject():
     html = parsed.get_body(("html",)).get_content()
     assert "Total: 12 €" in text and "https://example.com/o/1" in text
     assert "&lt;script&gt;" in html and "<script>" not in html
+
+
+def test_a_url_that_would_break_slack_link_syntax_is_not_linked():
+    payload = slack.payload(Message(title="t", url="https://x.example/a|b>c"))
+    assert payload["blocks"][0]["text"]["text"] == "*t*"
+    payload = slack.payload(Message(title="t", url="https://x.example/a"))
+    assert payload["blocks"][0]["text"]["text"] == "*<https://x.example/a|t>*"
