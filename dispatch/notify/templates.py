@@ -12,6 +12,7 @@ deadline, and the output stops at `MAX_OUTPUT` characters.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -146,11 +147,18 @@ def _capped_filter(inner: Callable[..., Any]) -> Callable[..., Any]:
 _ENV = _Environment()
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str) -> Any:
+    """Compiled once per source text (compiling costs far more than rendering); a syntax
+    error raises and is not cached."""
+    return _ENV.from_string(source)
+
+
 def _compile(part: str, source: str) -> Any:
     if len(source) > MAX_SOURCE:
         raise TemplateProblem(f"{part}: longer than {MAX_SOURCE} characters")
     try:
-        return _ENV.from_string(source)
+        return _compiled(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"{part}: line {exc.lineno}: {exc.message}") from None
 
