@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -37,6 +37,9 @@ from dispatch.alert_rules import (
 from dispatch.queue import pooled
 from relay.bus import publish
 from relay.ids import new_id
+
+if TYPE_CHECKING:
+    from dispatch.settle import Settlement
 
 log = logging.getLogger("relay.dispatch")
 
@@ -114,7 +117,7 @@ class AlertEvaluator:
         """Endpoint id → the last delivery this process saw fail for good, until evaluated."""
         self.stopping = False
 
-    def note_settled(self, items: Iterable[Any]) -> None:
+    def note_settled(self, items: Iterable[Settlement]) -> None:
         """Settlements written by this dispatcher: remember deliveries that failed for
         good (not those of alert events) and wake the evaluator."""
         woke = False
