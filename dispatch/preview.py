@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatch.endpoint_headers import mask_sent
 from dispatch.notify.email import BadMailto
 from dispatch.notify.render import (
     CHAT_BODIES,
@@ -43,7 +44,8 @@ def preview_request(*, kind: str, url: str, endpoint_headers: dict[str, str],
             event_type=event.event_type, source_slug=event.source, attempt=1,
             delivery_id=PREVIEW_DELIVERY_ID, version=version,
             content_type=event.content_type or None)
-    return {"method": "POST", "url": url, "headers": headers,
+    # The endpoint's own header values are secrets: masked, as in attempt records.
+    return {"method": "POST", "url": url, "headers": mask_sent(headers, endpoint_headers),
             "body": body.decode("utf-8", "replace")}
 
 

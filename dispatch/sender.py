@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import httpx
 
 from dispatch.attempt_result import AttemptResult
+from dispatch.endpoint_headers import mask_sent
 from dispatch.endpoints import Target
 from dispatch.mailer import send_mail
 from dispatch.notify import discord
@@ -28,7 +29,7 @@ from dispatch.notify.render import (
 )
 from dispatch.notify.smtp import SmtpServer
 from dispatch.notify.templates import EventView, TemplateProblem
-from dispatch.outgoing import notification_headers, outgoing_headers
+from dispatch.outgoing import notification_headers, outgoing_headers, split_sendable
 from dispatch.posting import post_capped
 from dispatch.queue import Claimed
 from dispatch.signing import signature_header
@@ -78,6 +79,12 @@ def _refused(started_at: datetime, headers: dict[str, str], error: str,
                          error=error, error_detail=detail, permanent=True)
 
 
+def dropped_note(names: list[str]) -> str:
+    """The attempt's note for headers left out because no HTTP request can carry them."""
+    return ("not forwarded (characters a header cannot carry): "
+            + ", ".join(repr(name) for name in names[:10]))
+
+
 async def send(client: DeliveryClient, job: Claimed, target: Target, *,
                allowlist: Allowlist, version: str, smtp: SmtpServer | None = None,
                smtp_from: str = "") -> AttemptResult:
@@ -101,8 +108,13 @@ async def send(client: DeliveryClient, job: Claimed, target: Target, *,
         return _refused(started_at, {}, "template", str(exc))
     except BadMailto as exc:
         return _refused(started_at, {}, "config", str(exc))
+    headers, dropped = split_sendable(headers)
     clock = time.perf_counter()
-    result = AttemptResult(started_at=started_at, duration_ms=0.0, request_headers=headers)
+    # The record keeps the endpoint's own header values masked: they are secrets.
+    result = AttemptResult(started_at=started_at, duration_ms=0.0,
+                           request_headers=mask_sent(headers, target.headers))
+    if dropped:
+        result.error_detail = dropped_note(dropped)
     try:
         _check_literal_target(target.url, tuple(allowlist))
         async with asyncio.timeout(target.timeout):
