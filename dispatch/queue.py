@@ -55,7 +55,7 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts_count, c.retry_base, c.next_a
        e.enabled, e.updated_at AS endpoint_updated_at,
        e.circuit_opened_at, e.consecutive_failures, e.circuit_probe_at,
        ev.id IS NOT NULL AS event_exists, ev.body, ev.headers, ev.content_type,
-       ev.event_type, ev.source_slug, later.next_due
+       ev.event_type, ev.source_slug, ev.received_at, later.next_due
 FROM (SELECT min(next_attempt_at) AS next_due FROM delivery
       WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()) AS later
 LEFT JOIN (claimed c
@@ -153,6 +153,7 @@ class Claimed:
     content_type: str
     event_type: str | None
     source_slug: str | None
+    received_at: datetime | None = None
 
 
 async def claim(connection: asyncpg.Connection, owner: str, limit: int,
@@ -195,7 +196,7 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
             event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
             headers=json.loads(row["headers"]) if row["headers"] else {},
             content_type=row["content_type"] or "", event_type=row["event_type"],
-            source_slug=row["source_slug"],
+            source_slug=row["source_slug"], received_at=row["received_at"],
         )
         for row in rows if row["id"] is not None
     ], next_due
