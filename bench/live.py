@@ -19,7 +19,7 @@ load, first with nobody watching, then with `--clients` WebSocket clients on /ws
   the watchers stopped counts as infinitely late.
 - `bus`: the live path alone, for machines that cannot run the whole pipeline at that
   rate: another process publishes `--rate` events/s as those three messages through
-  relay.bus and Redis, while a load generator posts webhooks to the web process at full
+  kernel.bus and Redis, while a load generator posts webhooks to the web process at full
   speed (`--connections`). Throughput: the web process's ingest req/s. Latency: from
   publish() to a client receiving the message.
 
@@ -152,7 +152,7 @@ async def run_sink(port: int) -> None:
     await asyncio.Event().wait()
 
 
-# --- the publisher (bus mode): synthetic live messages through relay.bus and Redis ------------------
+# --- the publisher (bus mode): synthetic live messages through kernel.bus and Redis ------------------
 
 
 async def run_publisher(rate: int, seconds: float) -> None:
