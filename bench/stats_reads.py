@@ -231,15 +231,22 @@ async def explain(endpoint: str) -> None:
     from dispatch.endpoints import utcnow
     from dispatch.queue import pooled
     from dispatch.rollups import SUMS_BY_ENDPOINT, SUMS_OF_ENDPOINT, last_day, window_bounds
-    from dispatch.stats import _LIVE_OPEN, _OPEN_OF_ALL, _OPEN_OF_ENDPOINT, OPEN_COUNT_CAP
+    from dispatch.stats import (
+        _INDEX_SCANS_ONLY,
+        _LIVE_OPEN,
+        _OPEN_OF_ALL,
+        _OPEN_OF_ENDPOINT,
+        OPEN_COUNT_CAP,
+    )
 
     bounds = window_bounds(*last_day(utcnow()))
     statements = [(SUMS_OF_ENDPOINT, [*bounds, endpoint]), (SUMS_BY_ENDPOINT, bounds),
                   (_OPEN_OF_ENDPOINT, [OPEN_COUNT_CAP, endpoint]),
                   (_OPEN_OF_ALL, [OPEN_COUNT_CAP]), (_LIVE_OPEN, [])]
     async with pooled() as connection, connection.transaction():
-        await connection.execute("SET LOCAL enable_seqscan = off")
         for sql, params in statements:
+            if sql not in (SUMS_OF_ENDPOINT, SUMS_BY_ENDPOINT):
+                await connection.execute(_INDEX_SCANS_ONLY)
             plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
             say("\n".join(row[0] for row in plan))
             say("-" * 60)
