@@ -13,7 +13,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [('relay', '0003_endpoint_kind')]
+    dependencies = [('relay', '0005_partitions')]
 
     initial = False
 
