@@ -73,9 +73,9 @@ async def seed(connection: Any, args: argparse.Namespace) -> None:
     started = time.monotonic()
     await connection.execute("""
         INSERT INTO endpoint (id, url, description, enabled, secret_encrypted, event_types,
-                              sources, headers, max_in_flight, consecutive_failures,
+                              sources, max_in_flight, consecutive_failures,
                               created_at, updated_at)
-        SELECT id, 'http://127.0.0.1:9/', '', true, 'x', '[]', '[]', '{}', 10, 0, now(), now()
+        SELECT id, 'http://127.0.0.1:9/', '', true, 'x', '[]', '[]', 10, 0, now(), now()
         FROM unnest($1::text[]) AS id""", endpoints)
     say(f"Seeding {args.attempts:,} attempts over 24 h on {args.endpoints} endpoints ...")
     indexes = await connection.fetch(
@@ -315,6 +315,7 @@ async def measure(args: argparse.Namespace) -> int:
             f"p50/p95/p99 {[new['p50_ms'], new['p95_ms'], new['p99_ms']]} ms, "
             f"pending {new['pending']:,} (capped), in flight {new['in_flight']}")
         say(f"live: {live}")
+        new = await endpoint_stats(endpoint)  # the window moves: count at the same moment
         since, _ = last_day(utcnow())
         async with pooled() as connection:
             exact = await connection.fetchrow(
