@@ -141,3 +141,8 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 async def sources(request: HttpRequest) -> HttpResponse:
     return await _shell(request, "live/sources.html", "sources")
+
+
+@csrf_protect
+async def notify(request: HttpRequest) -> HttpResponse:
+    return await _shell(request, "live/notify.html", "notify")
