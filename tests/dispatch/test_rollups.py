@@ -35,8 +35,8 @@ async def make_endpoint() -> str:
     async with pooled() as connection:
         await connection.execute(
             "INSERT INTO endpoint (id, url, description, enabled, secret_encrypted, event_types,"
-            " sources, headers, max_in_flight, consecutive_failures, created_at, updated_at)"
-            " VALUES ($1, 'http://127.0.0.1:9/', '', true, 'x', '[]', '[]', '{}', 10, 0,"
+            " sources, max_in_flight, consecutive_failures, created_at, updated_at)"
+            " VALUES ($1, 'http://127.0.0.1:9/', '', true, 'x', '[]', '[]', 10, 0,"
             " now(), now())", endpoint_id)
     return endpoint_id
 
