@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _scale_seed import seed  # noqa: E402
 from _servers import PYTHON, ROOT, BenchError, Postgres, Server, migrated_with_token  # noqa: E402
-from ingest import SIGNATURE_HEADER, create_source, relay_env, webhook_body  # noqa: E402
+from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, relay_env, webhook_body  # noqa: E402
 from purge import measure, problems_of  # noqa: E402
 
 from tests.servers import _postgres_bin  # noqa: E402
@@ -127,6 +127,8 @@ def main() -> int:
         relay = Server("relay", "relay.asgi:application", env, workdir)
         relay.start()
         secret = secrets.token_hex(32)
+        if args.reuse:  # a source left by an earlier run
+            pg.psql(f"DELETE FROM source WHERE slug = '{SOURCE_SLUG}'")
         create_source(relay, token, secret)
         body = webhook_body()
         headers = {"Content-Type": "application/json", "User-Agent": "relay-bench/1",

@@ -1,7 +1,8 @@
 """Retention: remove what is older than RELAY_RETENTION_DAYS.
 
-An event goes, with its deliveries and their attempts, once it is older than the
-retention and every one of its deliveries is final (`succeeded`, `failed`,
+An event goes, with its deliveries and their attempts, once its whole UTC day is older
+than the retention (so rows are kept between RELAY_RETENTION_DAYS days and one day more)
+and every one of its deliveries is final (`succeeded`, `failed`,
 `cancelled`). An event with a delivery still `pending`, `retrying` or `delivering`
 stays, and so does an event the dispatcher has not routed yet. Refused requests go
 after 7 days.
@@ -216,8 +217,10 @@ async def purge_expired(
         raise ValueError("the share must be more than 0 and at most 1")
     now = now or datetime.now(UTC)
     started = time.monotonic()
-    cutoff = now - timedelta(days=days)
-    rejected_cutoff = now - timedelta(days=REJECTED_RETENTION_DAYS)
+    # Midnight (UTC) before: a day goes whole once all of it is past the retention, never
+    # row by row while it is partly past (a day can hold 86 M events).
+    cutoff = partitions.day_start((now - timedelta(days=days)).date())
+    rejected_cutoff = partitions.day_start((now - timedelta(days=REJECTED_RETENTION_DAYS)).date())
     report: dict[str, Any] = {
         "events": 0, "deliveries": 0, "attempts": 0, "rejected_requests": 0,
         "cutoff": cutoff.isoformat(), "rejected_cutoff": rejected_cutoff.isoformat(),
