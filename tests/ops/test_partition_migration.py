@@ -100,6 +100,7 @@ async def test_migration_keeps_every_row_and_the_tables_keep_working(old_databas
         assert "applying relay.0005_partitions" in out
 
         assert await _snapshot(connection) == before
+        indexes_before["delivery"].add("delivery_open_event_idx")
         assert await _indexes(connection) == indexes_before
         for table in TABLES:
             assert await partitions.is_partitioned(connection, table)
