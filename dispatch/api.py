@@ -14,16 +14,22 @@ from ninja.errors import HttpError
 from ninja.responses import Status
 from pydantic import field_validator
 
-from dispatch import actions
+from dispatch import actions, cli
+from dispatch.endpoint_headers import MASK, decrypt_headers, encrypt_headers, masked
 from dispatch.filters import FilterError, validate_filter
-from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
+from dispatch.models import DELIVERY_STATUSES, ENDPOINT_KINDS, Attempt, Delivery, Endpoint
+from dispatch.notify.email import BadMailto, recipients
+from dispatch.notify.templates import EventView, TemplateProblem, validate_template
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
+from dispatch.own_ingest import is_own_ingest, own_bases
+from dispatch.preview import preview_request
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
+from dispatch.stats_api import StatsOut
 from hooks.api import SLUG_PATTERN
 from hooks.headers import HOP_BY_HOP
 from hooks.models import Event
-from relay.api import iso, paginate, require_admin
+from relay.api import InputSchema, iso, paginate, require_admin
 from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
 from relay.ids import new_id
 from relay.partitions import ids_after
@@ -34,6 +40,9 @@ ROTATION_OVERLAP = timedelta(hours=24)
 MAX_HEADERS = 50
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}$")
 RESERVED_PREFIXES = (*DROPPED_PREFIXES, "x-relay-")
+PRINTABLE_VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
+"""What an endpoint's header value may hold: sent as it is, it must mean the same bytes
+to every HTTP stack on the way."""
 EVENT_TYPE = re.compile(r"^[^\s*]{1,255}\*?$|^\*$")
 SLUG = re.compile(SLUG_PATTERN)
 
@@ -41,8 +50,25 @@ SLUG = re.compile(SLUG_PATTERN)
 # --- schemas ---------------------------------------------------------------------------------
 
 
-class EndpointPatch(Schema):
+def check_event_types(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        if not EVENT_TYPE.match(pattern):
+            raise ValueError(
+                f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
+    return patterns
+
+
+def check_sources(slugs: list[str]) -> list[str]:
+    for slug in slugs:
+        if not SLUG.match(slug):
+            raise ValueError(f"{slug!r} is not a source slug")
+    return slugs
+
+
+class EndpointPatch(InputSchema):
     url: str | None = Field(None, max_length=2048)
+    kind: str | None = None
+    template: dict[str, Any] | None = None
     description: str | None = Field(None, max_length=2000)
     enabled: bool | None = None
     event_types: list[str] | None = Field(None, max_length=100)
@@ -59,6 +85,12 @@ class EndpointPatch(Schema):
     def _url(cls, url: str | None) -> str | None:
         if url is None:
             return None
+        if url.strip().lower().startswith("mailto:"):
+            try:
+                recipients(url.strip())
+            except BadMailto as exc:
+                raise ValueError(str(exc)) from None
+            return url.strip()
         url = validate_endpoint_url(url)
         try:
             check_url_target(url, settings.RELAY_TARGET_ALLOWLIST)
@@ -66,22 +98,30 @@ class EndpointPatch(Schema):
             raise ValueError(f"the target address is refused: {exc}") from None
         return url
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, kind: str | None) -> str | None:
+        if kind is not None and kind not in ENDPOINT_KINDS:
+            raise ValueError(f"must be one of {', '.join(ENDPOINT_KINDS)}")
+        return kind
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, template: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:
+            return validate_template(template)
+        except TemplateProblem as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("event_types")
     @classmethod
     def _event_types(cls, patterns: list[str] | None) -> list[str] | None:
-        for pattern in patterns or ():
-            if not EVENT_TYPE.match(pattern):
-                raise ValueError(
-                    f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
-        return patterns
+        return None if patterns is None else check_event_types(patterns)
 
     @field_validator("sources")
     @classmethod
     def _sources(cls, slugs: list[str] | None) -> list[str] | None:
-        for slug in slugs or ():
-            if not SLUG.match(slug):
-                raise ValueError(f"{slug!r} is not a source slug")
-        return slugs
+        return None if slugs is None else check_sources(slugs)
 
     @field_validator("headers")
     @classmethod
@@ -97,9 +137,9 @@ class EndpointPatch(Schema):
             if lower in HOP_BY_HOP or lower in DROPPED or lower.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"{name} is set by Relay or by the connection and cannot be "
                                  "given here")
-            if any(ch in value for ch in "\r\n\x00") or len(value) > 8192:
-                raise ValueError(f"the value of {name} must be one line of at most 8192 "
-                                 "characters")
+            if not PRINTABLE_VALUE.match(value) or len(value) > 8192:
+                raise ValueError(f"the value of {name} must be one line of printable ASCII "
+                                 "(spaces and tabs allowed), at most 8192 characters")
         return headers
 
     @field_validator("retry_schedule")
@@ -113,6 +153,7 @@ class EndpointPatch(Schema):
 
 class EndpointIn(EndpointPatch):
     url: str = Field(..., max_length=2048)
+    kind: str = "webhook"
     description: str = Field("", max_length=2000)
     enabled: bool = True
     event_types: list[str] = Field(default_factory=list, max_length=100)
@@ -124,6 +165,8 @@ class EndpointIn(EndpointPatch):
 class EndpointOut(Schema):
     id: str
     url: str
+    kind: str
+    template: dict[str, Any] | None
     description: str
     enabled: bool
     disabled_reason: str | None
@@ -152,7 +195,7 @@ class SecretOut(Schema):
     secret: str
 
 
-class RecoverIn(Schema):
+class RecoverIn(InputSchema):
     since: datetime
     until: datetime | None = None
 
@@ -164,18 +207,6 @@ class CountOut(Schema):
 class TestOut(Schema):
     event_id: str
     delivery_id: str
-
-
-class StatsOut(Schema):
-    success_rate: float | None
-    attempts: int
-    failures: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    in_flight: int
-    pending: int
-    circuit: str
 
 
 class DeliveryOut(Schema):
@@ -212,7 +243,7 @@ class DeliveryList(Schema):
     next_cursor: str | None
 
 
-class ReplayIn(Schema):
+class ReplayIn(InputSchema):
     endpoint_id: str | None = None
 
 
@@ -225,20 +256,40 @@ class Detail(Schema):
     detail: str
 
 
+class PreviewIn(Schema):
+    event_id: str = Field(..., max_length=40)
+    template: dict[str, Any] | None = None
+    """Render with this template instead of the stored one (the dashboard's editor)."""
+    use_template: bool = False
+    """True: `template` replaces the stored one even when null (the preset)."""
+
+
+class PreviewOut(Schema):
+    request: dict[str, Any]
+
+
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def endpoint_out(row: Endpoint) -> dict[str, Any]:
+def is_admin(request: HttpRequest) -> bool:
+    return getattr(request.auth, "scope", None) == "admin"  # type: ignore[attr-defined]
+
+
+def endpoint_out(row: Endpoint, reveal: bool) -> dict[str, Any]:
+    """The endpoint's answer; its headers' values only when `reveal` (admin tokens)."""
+    headers = decrypt_headers(row.headers_encrypted)
     return {
         "id": row.id,
         "url": row.url,
+        "kind": row.kind,
+        "template": row.template,
         "description": row.description,
         "enabled": row.enabled,
         "disabled_reason": row.disabled_reason,
         "event_types": row.event_types or [],
         "sources": row.sources or [],
         "filter": row.filter_rule,
-        "headers": row.headers or {},
+        "headers": headers if reveal else masked(headers),
         "timeout_seconds": row.timeout_seconds,
         "max_in_flight": row.max_in_flight,
         "rate_limit_per_second": row.rate_limit_per_second,
@@ -263,7 +314,9 @@ def delivery_out(row: Delivery) -> dict[str, Any]:
     }
 
 
-def attempt_out(row: Attempt) -> dict[str, Any]:
+def attempt_out(row: Attempt, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """An attempt; values of the request headers named in `hidden` masked."""
+    sent = row.request_headers or {}
     return {
         "id": row.id,
         "number": row.number,
@@ -271,7 +324,8 @@ def attempt_out(row: Attempt) -> dict[str, Any]:
         "duration_ms": row.duration_ms,
         "status_code": row.status_code,
         "error": row.error,
-        "request_headers": row.request_headers or {},
+        "request_headers": {name: MASK if name.lower() in hidden else value
+                            for name, value in sent.items()},
         "response_headers": row.response_headers or {},
         "response_body": row.response_body,
     }
@@ -285,6 +339,15 @@ async def delivery_summaries(event_id: str) -> list[dict[str, Any]]:
     return [delivery_out(row) for row in await queryset.order_by("id")]
 
 
+def _check_kind_url(kind: str, url: str) -> None:
+    """An email endpoint's url is mailto:, every other kind's http(s)://."""
+    mailto = url.lower().startswith("mailto:")
+    if kind == "email" and not mailto:
+        raise HttpError(422, "url: an email endpoint's url must be mailto:a@x.example[,b@...]")
+    if kind != "email" and mailto:
+        raise HttpError(422, f"url: a mailto: url needs kind email (this endpoint is {kind})")
+
+
 def _check_filter(rule: dict[str, Any] | None) -> None:
     if rule is None:
         return
@@ -292,6 +355,12 @@ def _check_filter(rule: dict[str, Any] | None) -> None:
         validate_filter(rule)
     except FilterError as exc:
         raise HttpError(422, str(exc)) from None
+
+
+def _refuse_own_ingest(request: HttpRequest, url: str | None) -> None:
+    if url is not None and is_own_ingest(url, own_bases(request, settings.RELAY_PUBLIC_URL)):
+        raise HttpError(422, "url: points at this Relay's own ingest (/in/…): every event "
+                             "would come back as a new event, without end")
 
 
 async def _endpoint_or_404(endpoint_id: str) -> Endpoint:
@@ -318,16 +387,21 @@ def _aware(moment: datetime) -> datetime:
 @router.get("/endpoints", response=EndpointList, tags=["endpoints"])
 async def list_endpoints(request: HttpRequest, limit: int = 50, cursor: str | None = None):
     rows, next_cursor = await paginate(Endpoint.filter(deleted_at=None), limit, cursor)
-    return {"data": [endpoint_out(row) for row in rows], "next_cursor": next_cursor}
+    reveal = is_admin(request)
+    return {"data": [endpoint_out(row, reveal) for row in rows], "next_cursor": next_cursor}
 
 
 @router.post("/endpoints", response={201: EndpointWithSecret, 422: Detail}, tags=["endpoints"])
 async def create_endpoint(request: HttpRequest, payload: EndpointIn):
     _check_filter(payload.filter)
+    _check_kind_url(payload.kind, payload.url)
+    _refuse_own_ingest(request, payload.url)
     secret = new_signing_secret()
     row = await Endpoint.create(
         id=new_id("ep"),
         url=payload.url,
+        kind=payload.kind,
+        template=payload.template,
         description=payload.description,
         enabled=payload.enabled,
         disabled_reason=None if payload.enabled else actions.API_DISABLED_REASON,
@@ -335,27 +409,28 @@ async def create_endpoint(request: HttpRequest, payload: EndpointIn):
         event_types=payload.event_types,
         sources=payload.sources,
         filter_rule=payload.filter,
-        headers=payload.headers,
+        headers_encrypted=encrypt_headers(payload.headers),
         timeout_seconds=payload.timeout_seconds,
         max_in_flight=payload.max_in_flight,
         rate_limit_per_second=payload.rate_limit_per_second,
         retry_schedule=payload.retry_schedule,
     )
-    return Status(201, {**endpoint_out(row), "secret": secret})
+    return Status(201, {**endpoint_out(row, True), "secret": secret})
 
 
 @router.get("/endpoints/{endpoint_id}", response=EndpointOut, tags=["endpoints"])
 async def get_endpoint(request: HttpRequest, endpoint_id: str):
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return endpoint_out(await _endpoint_or_404(endpoint_id), is_admin(request))
 
 
 _PATCHABLE = {
-    "url": "url", "description": "description", "event_types": "event_types",
-    "sources": "sources", "filter": "filter_rule", "headers": "headers",
+    "url": "url", "kind": "kind", "template": "template", "description": "description",
+    "event_types": "event_types",
+    "sources": "sources", "filter": "filter_rule", "headers": "headers_encrypted",
     "timeout_seconds": "timeout_seconds", "max_in_flight": "max_in_flight",
     "rate_limit_per_second": "rate_limit_per_second", "retry_schedule": "retry_schedule",
 }
-_NULLABLE = {"filter", "timeout_seconds", "rate_limit_per_second", "retry_schedule"}
+_NULLABLE = {"template", "filter", "timeout_seconds", "rate_limit_per_second", "retry_schedule"}
 
 
 @router.patch("/endpoints/{endpoint_id}", response={200: EndpointOut, 422: Detail},
@@ -368,12 +443,17 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
             raise HttpError(422, f"{name}: must not be null")
     if "filter" in given:
         _check_filter(payload.filter)
+    if "kind" in given or "url" in given:
+        _check_kind_url(given.get("kind") or row.kind, given.get("url") or row.url)
+    _refuse_own_ingest(request, given.get("url"))
     changed = {attribute: given[name] for name, attribute in _PATCHABLE.items() if name in given}
+    if "headers" in given:
+        changed["headers_encrypted"] = encrypt_headers(given["headers"])
     if changed:
         await _save(row, changed)
     if "enabled" in given and given["enabled"] != row.enabled:
         return await _set_enabled(endpoint_id, given["enabled"])
-    return endpoint_out(row)
+    return endpoint_out(row, True)
 
 
 @router.delete("/endpoints/{endpoint_id}", response={204: None}, tags=["endpoints"])
@@ -400,7 +480,7 @@ async def rotate_secret(request: HttpRequest, endpoint_id: str):
     await _save(row, {"previous_secret_encrypted": row.secret_encrypted,
                       "previous_secret_expires_at": now + ROTATION_OVERLAP,
                       "secret_encrypted": encrypt_secret(secret)}, now)
-    return {**endpoint_out(row), "secret": secret}
+    return {**endpoint_out(row, True), "secret": secret}
 
 
 async def _save(row: Endpoint, fields: dict[str, Any], now: datetime | None = None) -> None:
@@ -416,7 +496,7 @@ async def _set_enabled(endpoint_id: str, enabled: bool) -> dict[str, Any]:
     """Enable or disable (its deliveries parked or made due again); the endpoint after."""
     await _endpoint_or_404(endpoint_id)
     await actions.set_endpoint_enabled(endpoint_id, enabled)
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return endpoint_out(await _endpoint_or_404(endpoint_id), True)
 
 
 @router.post("/endpoints/{endpoint_id}/enable", response=EndpointOut, tags=["endpoints"])
@@ -446,6 +526,34 @@ async def recover_endpoint(request: HttpRequest, endpoint_id: str, payload: Reco
         raise HttpError(422, "until: must be later than since")
     count = await actions.recover_endpoint(endpoint_id, since, until)
     return Status(202, {"count": count})
+
+
+@router.post("/endpoints/{endpoint_id}/preview", response={200: PreviewOut, 404: Detail,
+                                                           422: Detail}, tags=["endpoints"])
+async def preview_endpoint(request: HttpRequest, endpoint_id: str, payload: PreviewIn):
+    """Render what a delivery of a stored event to this endpoint would send, without
+    sending it."""
+    row = await _endpoint_or_404(endpoint_id)
+    event = await Event.get_or_none(id=payload.event_id)
+    if event is None:
+        raise HttpError(404, f"no event with id {payload.event_id!r}")
+    template = row.template
+    if payload.template is not None or payload.use_template:
+        try:
+            template = validate_template(payload.template)
+        except TemplateProblem as exc:
+            raise HttpError(422, f"template: {exc}") from None
+    view = EventView(id=event.id, source=event.source_slug, event_type=event.event_type,
+                     received_at=event.received_at, headers=event.headers or {},
+                     body=bytes(event.body or b""), content_type=event.content_type or "")
+    try:
+        rendered = preview_request(kind=row.kind, url=row.url,
+                                   endpoint_headers=decrypt_headers(row.headers_encrypted),
+                                   secret_encrypted=row.secret_encrypted, template=template,
+                                   event=view, version=settings.VERSION)
+    except (TemplateProblem, BadMailto) as exc:
+        raise HttpError(422, str(exc)) from None
+    return {"request": rendered}
 
 
 @router.get("/endpoints/{endpoint_id}/stats", response=StatsOut, tags=["endpoints"])
@@ -483,7 +591,13 @@ async def get_delivery(request: HttpRequest, delivery_id: str):
     if (low := ids_after("att", row.id)) is not None:
         attempts_query = attempts_query.filter(id__gte=low)
     attempts = await attempts_query.order_by("number", "id")
-    return {**delivery_out(row), "attempts": [attempt_out(a) for a in attempts]}
+    hidden: frozenset[str] = frozenset()
+    if not is_admin(request):
+        # Attempts record endpoint headers masked; older records may not: hide them here.
+        endpoint = await Endpoint.get_or_none(id=row.endpoint_id)
+        stored = endpoint.headers_encrypted if endpoint is not None else None
+        hidden = frozenset(name.lower() for name in decrypt_headers(stored))
+    return {**delivery_out(row), "attempts": [attempt_out(a, hidden) for a in attempts]}
 
 
 @router.post("/deliveries/{delivery_id}/retry", response={202: DeliveryOut, 409: Detail},
@@ -515,3 +629,54 @@ async def replay_event(request: HttpRequest, event_id: str, payload: ReplayIn | 
     if ids is None:
         raise HttpError(404, f"no event with id {event_id!r}")
     return Status(202, {"count": len(ids), "delivery_ids": ids})
+
+
+# --- relay listen ----------------------------------------------------------------------------
+
+
+class ListenIn(InputSchema):
+    name: str | None = Field(None, min_length=1, max_length=200,
+                             description="Resume the cli endpoint of this name; none: a new one")
+    forward_to: str = Field(..., max_length=2048,
+                            description="Where the CLI forwards deliveries (shown as the URL)")
+    sources: list[str] = Field(default_factory=list, max_length=100)
+    event_types: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("forward_to")
+    @classmethod
+    def _forward_to(cls, url: str) -> str:
+        return validate_endpoint_url(url)
+
+    @field_validator("event_types")
+    @classmethod
+    def _event_types(cls, patterns: list[str]) -> list[str]:
+        return check_event_types(patterns)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, slugs: list[str]) -> list[str]:
+        return check_sources(slugs)
+
+
+class ListenOut(Schema):
+    name: str
+    created: bool
+    secret: str
+    websocket_path: str
+    endpoint: EndpointOut
+
+
+@router.post("/cli/listen", response={200: ListenOut, 201: ListenOut, 422: Detail},
+             tags=["cli"])
+async def cli_listen(request: HttpRequest, payload: ListenIn):
+    """Register (or resume, by name) the `cli` endpoint of a `relay listen`. Its deliveries
+    are not sent by the dispatcher: the CLI pulls them over `websocket_path`. The target is
+    the CLI's own (it connects from the user's machine), so the address guard does not
+    apply to it."""
+    name = payload.name or cli.new_listener_name()
+    row, created = await cli.register(name, payload.forward_to, payload.sources,
+                                      payload.event_types)
+    return Status(201 if created else 200, {
+        "name": name, "created": created, "secret": decrypt_secret(row.secret_encrypted),
+        "websocket_path": f"/ws/cli/{row.id}", "endpoint": endpoint_out(row, True),
+    })

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from django.conf import settings
 
+from dispatch.endpoint_headers import decrypt_headers
 from relay.crypto import decrypt_secret
 
 log = logging.getLogger("relay.dispatch")
@@ -90,6 +91,8 @@ class Target:
     rate_limit: float | None
     retry_schedule: list[float]
     updated_at: datetime
+    kind: str = "webhook"
+    template: dict[str, Any] | None = None
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one during its rotation overlap."""
@@ -105,7 +108,7 @@ def target_from_row(row: Any) -> Target:
     return Target(
         id=row["id"],
         url=row["url"],
-        headers=_json(row["headers"]) or {},
+        headers=decrypt_headers(row["headers_encrypted"]),
         secret=decrypt_secret(row["secret_encrypted"]),
         previous_secret=decrypt_secret(previous) if previous else None,
         previous_secret_expires_at=row["previous_secret_expires_at"],
@@ -115,14 +118,16 @@ def target_from_row(row: Any) -> Target:
         retry_schedule=[float(step) for step in schedule] if schedule is not None
         else list(settings.RELAY_RETRY_SCHEDULE),
         updated_at=row["updated_at"],
+        kind=row["kind"] or "webhook",
+        template=_json(row["template"]),
     )
 
 
 class Targets:
     _LOAD = (
-        "SELECT id, url, headers, secret_encrypted, previous_secret_encrypted,"
+        "SELECT id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
         " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
-        " retry_schedule, updated_at FROM endpoint WHERE id = ANY($1::text[])"
+        " retry_schedule, updated_at, kind, template FROM endpoint WHERE id = ANY($1::text[])"
     )
 
     def __init__(self) -> None:

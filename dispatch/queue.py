@@ -3,7 +3,9 @@
 A delivery is due when its status is `pending` or `retrying` and `next_attempt_at` has
 passed (partial index `delivery_due_idx`). Dispatchers claim due deliveries in batches
 with `FOR UPDATE SKIP LOCKED` and a lease; a lease that expires (the process died) is
-swept back to due. Deliveries of a disabled endpoint are parked (`next_attempt_at` NULL,
+swept back to due. Deliveries of `cli` endpoints are never claimed here: a connected
+`relay listen` pulls them (dispatch.cli), under the same leases. Deliveries of a disabled
+endpoint are parked (`next_attempt_at` NULL,
 status kept) so they never clog the claim, and made due again when it is enabled.
 
 Statements that change both an endpoint and its deliveries lock the endpoint row first,
@@ -21,6 +23,7 @@ from typing import Any
 import asyncpg
 from tortoise import connections
 
+from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from relay.ids import new_id
 
 DUE_CHANNEL = "relay_due"
@@ -52,7 +55,7 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts_count, c.retry_base, c.next_a
        e.enabled, e.updated_at AS endpoint_updated_at,
        e.circuit_opened_at, e.consecutive_failures, e.circuit_probe_at,
        ev.id IS NOT NULL AS event_exists, ev.body, ev.headers, ev.content_type,
-       ev.event_type, ev.source_slug, later.next_due
+       ev.event_type, ev.source_slug, ev.received_at, later.next_due
 FROM (SELECT min(next_attempt_at) AS next_due FROM delivery
       WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()) AS later
 LEFT JOIN (claimed c
@@ -63,11 +66,29 @@ LEFT JOIN (claimed c
 earliest not-yet-due delivery becomes due); one row with `id` NULL when none was leased,
 so the claim answers both questions in one round trip."""
 
+def _circuit_closed(cooldown: str) -> str:
+    """SQL: the delivery's endpoint is not resting its open circuit, nor waiting for the
+    probe of its half-open one (`cooldown`: the parameter holding the cool-down).
+
+    A scalar subquery, looked up per row the scan reaches: as `NOT EXISTS` the planner
+    turned it into an anti-join over every due delivery, sorted, instead of walking the
+    due index in order and stopping at the limit."""
+    return f"""coalesce((
+          SELECT e.circuit_opened_at IS NULL
+              OR (e.circuit_opened_at <= now() - make_interval(secs => {cooldown})
+                  AND NOT coalesce(e.circuit_probe_at >= e.circuit_opened_at
+                                   AND e.circuit_probe_at > now() - make_interval(
+                                       secs => coalesce(e.timeout_seconds, $4) + $5), false))
+          FROM endpoint e WHERE e.id = delivery.endpoint_id), true)"""  # noqa: S608 - constant SQL text
+
+
 _CLAIM = """
 WITH due AS (
     SELECT id FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
+      AND """ + _circuit_closed("$6") + """
     ORDER BY next_attempt_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -78,6 +99,8 @@ WITH candidate AS (
     SELECT id, endpoint_id, next_attempt_at FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
+      AND """ + _circuit_closed("$10") + """
     ORDER BY next_attempt_at
     LIMIT $6
     FOR UPDATE SKIP LOCKED
@@ -130,12 +153,14 @@ class Claimed:
     content_type: str
     event_type: str | None
     source_slug: str | None
+    received_at: datetime | None = None
 
 
 async def claim(connection: asyncpg.Connection, owner: str, limit: int,
                 exclude: Sequence[str], default_timeout: float,
                 lease_margin: float,
                 allowances: Mapping[str, int] | None = None, reserved: int = 0,
+                circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
                 ) -> tuple[list[Claimed], datetime | None]:
     """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints;
     returns them and when the earliest not-yet-due delivery becomes due (None: none).
@@ -144,17 +169,19 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
     `max_in_flight` less `reserved`, what claims of this process still out may take of
     it), no endpoint gets more than its allowance, so a claim does not lease rows the
     endpoint's gate would only hand back. The lease lasts the endpoint's timeout
-    plus `lease_margin` seconds.
+    plus `lease_margin` seconds. Deliveries of an endpoint whose circuit is open (or
+    whose half-open circuit's probe is out) are left where they are, not leased and put
+    back one by one.
     """
     if allowances is not None:
         ids = list(allowances)
         rows = await connection.fetch(
             _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
             lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids],
-            reserved)
+            reserved, circuit_cooldown)
     else:
         rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
-                                      lease_margin)
+                                      lease_margin, circuit_cooldown)
     next_due = rows[0]["next_due"] if rows else None
     return [
         Claimed(
@@ -169,7 +196,7 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
             event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
             headers=json.loads(row["headers"]) if row["headers"] else {},
             content_type=row["content_type"] or "", event_type=row["event_type"],
-            source_slug=row["source_slug"],
+            source_slug=row["source_slug"], received_at=row["received_at"],
         )
         for row in rows if row["id"] is not None
     ], next_due

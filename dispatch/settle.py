@@ -3,7 +3,9 @@
 
 Durable state is rescheduled in the database (`next_attempt_at`), never by sleeping in
 the process. The endpoint's health (circuit breaker, failing-since, last success) is
-updated in the same transaction under the endpoint row lock, so every dispatcher agrees.
+updated in the same transaction under the endpoint row lock, so every dispatcher agrees,
+and so are the rollups (dispatch/rollups.py): their rows are those of the endpoints the
+transaction has locked first, so they add no lock order of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import asyncpg
 
+from dispatch.attempt_result import AttemptResult
+from dispatch.notify.render import gone_reason
 from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, pooled
 from dispatch.retry import (
     CircuitState,
@@ -29,7 +33,7 @@ from dispatch.retry import (
     parse_retry_after,
     should_auto_disable,
 )
-from dispatch.sender import AttemptResult
+from dispatch.rollups import TOTAL_KEYS, AttemptFacts, record_attempts
 from relay.bus import publish
 from relay.ids import new_id
 from relay.logs import log_attempt
@@ -51,23 +55,31 @@ class Settlement:
     success: bool
     gone: bool
     probe: bool = False
+    disable_reason: str | None = None
+    """Why the endpoint is disabled if this attempt ends the delivery as failed (a deleted
+    chat webhook)."""
     applied: bool = field(default=False)
     """Set once written: False when the lease was lost (another dispatcher took over)."""
 
 
 def decide(job: Claimed, result: AttemptResult, schedule: Sequence[float], now: datetime,
-           rng: random.Random) -> Settlement:
-    """The delivery's next state after one attempt."""
+           rng: random.Random, kind: str = "webhook") -> Settlement:
+    """The delivery's next state after one attempt to an endpoint of `kind`."""
     outcome = classify_response(result.status_code) if result.status_code is not None else "retry"
     if outcome == "succeeded":
         return Settlement(job, result, "succeeded", None, now, success=True, gone=False)
+    gone = outcome == "gone" and kind != "email"
+    if result.permanent:
+        return Settlement(job, result, "failed", None, now, success=False, gone=gone)
     retry_after = None
     if result.response_headers:
         retry_after = parse_retry_after(result.response_headers.get("retry-after"), now)
+    if retry_after is None:
+        retry_after = result.retry_after
     delay = next_attempt_delay(list(schedule), job.attempt - job.retry_base, retry_after, rng)
-    gone = outcome == "gone"
     if delay is None:
-        return Settlement(job, result, "failed", None, now, success=False, gone=gone)
+        return Settlement(job, result, "failed", None, now, success=False, gone=gone,
+                          disable_reason=gone_reason(kind, result.status_code))
     return Settlement(job, result, "retrying", now + timedelta(seconds=delay), None,
                       success=False, gone=gone)
 
@@ -155,6 +167,8 @@ class SettleWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._holding: set[asyncio.Task] = set()
+        self.total_key = random.choice(TOTAL_KEYS)
+        """This writer's all-endpoint rollup rows (dispatch/rollups.py)."""
 
     def add(self, item: Settlement) -> None:
         self._items.append(item)
@@ -211,6 +225,10 @@ class SettleWriter:
                 if state.disable_reason and await disable_endpoint(
                         connection, endpoint_id, state.disable_reason):
                     disabled[endpoint_id] = state.disable_reason
+            await record_attempts(connection, [
+                AttemptFacts(item.job.endpoint_id, item.result.started_at,
+                             item.result.status_code, item.result.duration_ms)
+                for item in batch], self.total_key)
         # After the commit, beside the next batches: results are not kept waiting (nor
         # their rows locked) while an opened circuit's backlog is pushed back.
         opened = {endpoint_id: state.opened for endpoint_id, state in health.items()
@@ -273,6 +291,8 @@ class SettleWriter:
                 continue
             if item.gone:
                 state.disable_reason = GONE_REASON
+            elif item.disable_reason is not None:
+                state.disable_reason = item.disable_reason
             elif should_auto_disable(state.first_failure_at, state.last_success_at, now):
                 state.disable_reason = auto_disable_reason()
 

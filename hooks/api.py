@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -17,11 +19,19 @@ from ninja.responses import Status
 from pydantic import model_validator
 from tortoise.exceptions import IntegrityError
 
+from hooks import samples
+from hooks.ingest import query_without_secret, secret_carriers
 from hooks.models import Event, RejectedRequest, Source
-from hooks.sources import forget_source
+from hooks.rules import ParsedBody, extract
+from hooks.sources import forget_source, ingest_source_from_row
 from hooks.store import NewEvent, store_event
-from hooks.verify import DEFAULT_TOLERANCE_SECONDS, standard_webhooks_key
-from relay.api import iso, paginate
+from hooks.verify import (
+    DEFAULT_TOLERANCE_SECONDS,
+    VerificationError,
+    standard_webhooks_key,
+    verify_request,
+)
+from relay.api import InputSchema, iso, paginate, paginate_sized
 from relay.bus import publish
 from relay.crypto import encrypt_secret
 from relay.ids import new_id
@@ -38,7 +48,7 @@ delivery_summaries: DeliverySummaries | None = None
 """Set by the dispatch app: the deliveries shown inside an event's detail answer."""
 
 
-class Rule(Schema):
+class Rule(InputSchema):
     header: str | None = Field(None, min_length=1, max_length=200)
     json_path: str | None = Field(None, min_length=1, max_length=200)
 
@@ -54,7 +64,7 @@ class Rule(Schema):
         return {"json_path": self.json_path or ""}
 
 
-class VerificationIn(Schema):
+class VerificationIn(InputSchema):
     kind: Literal["none", "token", "hmac", "github", "stripe", "standard_webhooks", "shopify"]
     secret: str | None = Field(None, min_length=1, max_length=1000)
     header: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9-]+$")
@@ -75,7 +85,7 @@ class VerificationOut(Schema):
     tolerance_seconds: int
 
 
-class SourceIn(Schema):
+class SourceIn(InputSchema):
     slug: str = Field(..., pattern=SLUG_PATTERN)
     name: str = Field("", max_length=200)
     enabled: bool = True
@@ -85,7 +95,7 @@ class SourceIn(Schema):
     event_type: Rule | None = None
 
 
-class SourcePatch(Schema):
+class SourcePatch(InputSchema):
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
     name: str | None = Field(None, max_length=200)
     enabled: bool | None = None
@@ -152,7 +162,7 @@ class EventList(Schema):
     next_cursor: str | None
 
 
-class PublishIn(Schema):
+class PublishIn(InputSchema):
     event_type: str = Field(..., min_length=1, max_length=255)
     payload: Any
 
@@ -386,7 +396,7 @@ async def list_events(request: HttpRequest, source: str | None = None,
         queryset = queryset.filter(id__gte=low)
     if high is not None:
         queryset = queryset.filter(id__lt=high)
-    rows, next_cursor = await paginate(queryset, limit, cursor)
+    rows, next_cursor = await paginate_sized(queryset, limit, cursor)
     return {"data": [event_out(row) for row in rows], "next_cursor": next_cursor}
 
 
@@ -430,3 +440,72 @@ async def publish_event(request: HttpRequest, payload: PublishIn):
     })
     return Status(202, {"id": stored.id})
 
+
+
+# --- samples (relay trigger) -----------------------------------------------------------------
+
+
+class FixtureOut(Schema):
+    name: str = Field(..., description="What `trigger` takes, e.g. github.push")
+    provider: str
+    event_type: str
+    description: str
+
+
+class FixtureList(Schema):
+    data: list[FixtureOut]
+
+
+class TriggerIn(InputSchema):
+    fixture: str = Field(..., min_length=1, max_length=200,
+                         description="A name from GET /api/v1/fixtures")
+
+
+@router.get("/fixtures", response=FixtureList, tags=["sources"])
+async def list_fixtures(request: HttpRequest):
+    """The sample webhooks `POST /sources/{id}/trigger` can store."""
+    return {"data": [
+        {"name": f.name, "provider": f.provider, "event_type": f.event_type,
+         "description": f.description}
+        for f in samples.fixtures().values()
+    ]}
+
+
+@router.post("/sources/{source_id}/trigger",
+             response={202: Published, 404: Detail, 409: Detail, 422: Detail}, tags=["sources"])
+async def trigger(request: HttpRequest, source_id: str, payload: TriggerIn):
+    """Store a sample webhook as if the provider had sent it to this source: the
+    provider's headers and body, signed for the source's verification kind with its
+    secret, and checked by that verification before it is stored."""
+    row = await _source_or_404(source_id)
+    fixture = samples.fixtures().get(payload.fixture)
+    if fixture is None:
+        raise HttpError(422, f"fixture: no fixture {payload.fixture!r}; one of "
+                             f"{', '.join(samples.fixtures())}")
+    if not row.enabled:
+        raise HttpError(409, f"the source {row.slug!r} is disabled")
+    source = ingest_source_from_row(row)
+    now = time.time()
+    sample = samples.sample_request(fixture, source.verification, source.secret, now)
+    try:
+        verify_request(source.verification, source.secret, sample.headers, sample.query,
+                       sample.body, now)
+    except VerificationError as refusal:
+        raise HttpError(422, f"cannot make a request this source accepts: {refusal}") from None
+    carriers = secret_carriers(source)
+    headers = {name: value for name, value in sample.headers.items() if name not in carriers}
+    query = query_without_secret(urlencode(sample.query), source)
+    parsed = ParsedBody(sample.body)
+    stored = await store_event(
+        NewEvent(source_id=source.id, source_slug=source.slug,
+                 event_type=extract(source.event_type, headers, parsed),
+                 dedup_key=extract(source.dedup, headers, parsed), method="POST", query=query,
+                 headers=headers, content_type=headers.get("content-type", ""),
+                 body=sample.body),
+        settings.RELAY_DEDUP_WINDOW,
+    )
+    if not stored.duplicate:
+        publish({"type": "event.received", "event": {
+            "id": stored.id, "source": source.slug, "event_type": fixture.event_type,
+            "received_at": iso(stored.received_at), "size": len(sample.body)}})
+    return Status(202, {"id": stored.id})

@@ -18,10 +18,11 @@ from hooks.store import NewEvent, rejection_log, store_event
 from hooks.verify import DEFAULT_TOKEN_HEADER, VerificationError, verify_request
 from relay.bus import publish
 from relay.database import is_database_unavailable
+from relay.hops import HOPS_HEADER, MAX_HOPS, hops_of
 from relay.outage import database_unavailable
 
 log = logging.getLogger("relay.ingest")
-
+_HOPS_NAME = HOPS_HEADER.encode()
 
 
 def _json(status: int, payload: dict) -> HttpResponse:
@@ -35,14 +36,14 @@ def _unavailable(slug: str, exc: BaseException) -> HttpResponse:
         _json(503, {"detail": "the database is unavailable; retry later"}), f"/in/{slug}", exc)
 
 
-def _secret_carriers(source: IngestSource) -> frozenset[str]:
+def secret_carriers(source: IngestSource) -> frozenset[str]:
     """Headers that carry a token source's shared secret: never stored or forwarded."""
     if source.verification.kind != "token" or source.verification.query_param:
         return frozenset()
     return frozenset({(source.verification.header or DEFAULT_TOKEN_HEADER).lower()})
 
 
-def _query_without_secret(raw_query: str, source: IngestSource) -> str:
+def query_without_secret(raw_query: str, source: IngestSource) -> str:
     param = source.verification.query_param if source.verification.kind == "token" else None
     if not param:
         return raw_query
@@ -69,6 +70,10 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         response = _json(405, {"detail": "use POST to deliver a webhook"})
         response["Allow"] = "POST"
         return response
+    hops = _hops(request)
+    if hops > MAX_HOPS:
+        return _json(508, {"detail": f"this request has passed through {hops} Relay hops "
+                                     f"({HOPS_HEADER}); more than {MAX_HOPS} is a loop"})
     try:
         source = await get_ingest_source(slug)
     except Exception as exc:
@@ -80,7 +85,7 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
 
     body = request.body
     raw_query = request.META.get("QUERY_STRING", "")
-    headers = stored_headers(request.scope["headers"], drop=_secret_carriers(source))
+    headers = stored_headers(request.scope["headers"], drop=secret_carriers(source))
     try:
         verify_request(
             source.verification, source.secret, _all_headers(request, headers, source),
@@ -97,7 +102,7 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         event_type=extract(source.event_type, headers, parsed),
         dedup_key=extract(source.dedup, headers, parsed),
         method=request.method,
-        query=_query_without_secret(raw_query, source),
+        query=query_without_secret(raw_query, source),
         headers=headers,
         content_type=headers.get("content-type", ""),
         body=body,
@@ -120,10 +125,17 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
     return _json(202, {"id": stored.id})
 
 
+def _hops(request: HttpRequest) -> int:
+    for name, value in request.scope["headers"]:
+        if name.lower() == _HOPS_NAME:
+            return hops_of({HOPS_HEADER: value.decode("latin-1")})
+    return 0
+
+
 def _all_headers(request: HttpRequest, stored: dict[str, str],
                  source: IngestSource) -> dict[str, str]:
     """Verification sees every header, the secret-carrying one included."""
-    carriers = _secret_carriers(source)
+    carriers = secret_carriers(source)
     if not carriers:
         return stored
     return stored_headers(request.scope["headers"])

@@ -37,7 +37,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -481,10 +481,15 @@ def days_note(report: dict[str, Any]) -> str:
 DAY_SECONDS = 24 * 3600.0
 
 
+PurgeStep = Callable[[], Awaitable[object]]
+
+
 def start_daily_purge(interval_seconds: float = DAY_SECONDS,
                       first_run_after: float | None = None,
-                      share: float = DEFAULT_SHARE) -> asyncio.Task:
-    """Run `purge_expired` in this process every day; returns the task (cancel it to stop).
+                      share: float = DEFAULT_SHARE,
+                      also: Sequence[PurgeStep] = ()) -> asyncio.Task:
+    """Run `purge_expired` in this process every day, then each step of `also` (the apps'
+    own pruning); returns the task (cancel it to stop).
 
     The first run waits 5 to 15 minutes (random) so that restarts and several
     dispatchers do not all purge at the same moment; a failed run is logged and the
@@ -505,6 +510,14 @@ def start_daily_purge(interval_seconds: float = DAY_SECONDS,
             except Exception:
                 log.exception("retention: the daily purge failed; it will run again in %.0f s",
                               interval_seconds)
+            for step in also:
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("retention: a daily pruning step failed; it will run "
+                                  "again in %.0f s", interval_seconds)
             await asyncio.sleep(interval_seconds)
 
     return asyncio.get_running_loop().create_task(loop(), name="relay-daily-purge")

@@ -2,7 +2,9 @@
 
 from django.urls import include, path
 
+from dispatch.alerts_api import router as alerts_router
 from dispatch.api import router as dispatch_router
+from dispatch.stats_api import router as stats_router
 from hooks.api import router as hooks_router
 from hooks.ingest import ingest
 from live import views as live_views
@@ -12,6 +14,8 @@ from relay.metrics import metrics_view
 
 api.add_router("/", hooks_router)
 api.add_router("/", dispatch_router)
+api.add_router("/", stats_router)
+api.add_router("/", alerts_router)
 
 urlpatterns = [
     path("in/<str:slug>", ingest, name="ingest"),

@@ -49,8 +49,14 @@ async def test_claim_sweep_and_routing_use_partial_indexes(db):
         await connection.execute(FILL_EVENTS)
         await connection.execute("ANALYZE delivery")
         await connection.execute("ANALYZE event")
-        claim = await plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0)
+        claim = await plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0)
         assert await uses(connection, claim, "delivery_due_idx"), claim
+        # The open-circuit check is looked up per row reached, not joined to every due row.
+        assert "Anti Join" not in claim, claim
+        within = await plan(connection, queue._CLAIM_WITHIN_ALLOWANCES, "me", 100, [], 15.0,
+                            30.0, 200, ["ep_1"], [1], 0, 30.0)
+        assert await uses(connection, within, "delivery_due_idx"), within
+        assert "Anti Join" not in within, within
         # No delivery is leased here: any index on status will do, but never a full scan.
         sweep = await plan(connection, queue._SWEEP, 1000)
         assert not full_scan(sweep), sweep

@@ -346,19 +346,6 @@ document.getElementById("feed-filter").addEventListener("submit", (event) => {
 const CIRCUIT = { closed: "badge-ok", half_open: "badge-warn", open: "badge-bad" };
 let endpointsAvailable = true;
 
-async function mapLimit(items, limit, work) {
-  const results = new Array(items.length);
-  let next = 0;
-  async function worker() {
-    while (next < items.length) {
-      const index = next++;
-      try { results[index] = await work(items[index]); } catch { results[index] = null; }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 let endpointsLoadedAt = 0;
 
 async function loadEndpoints() {
@@ -384,8 +371,15 @@ async function loadEndpoints() {
       canWrite ? "No endpoints yet: create one with “New endpoint”." : "No endpoints yet.")));
     return;
   }
-  const stats = await mapLimit(endpoints, 6, (endpoint) => api("GET", `/endpoints/${encodeURIComponent(endpoint.id)}/stats`));
-  tbody.replaceChildren(...endpoints.map((endpoint, index) => endpointRow(endpoint, stats[index])));
+  // One request for the health of every endpoint (read from rollups), not one per endpoint.
+  let health = new Map();
+  try {
+    const answer = await api("GET", "/stats/endpoints");
+    health = new Map((answer.data || []).map((row) => [row.endpoint_id, row]));
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+  }
+  tbody.replaceChildren(...endpoints.map((endpoint) => endpointRow(endpoint, health.get(endpoint.id))));
 }
 
 function endpointRow(endpoint, stats) {
