@@ -191,6 +191,14 @@ def decode_cursor(cursor: str) -> str:
     return text[3:]
 
 
+def reject_unknown_params(request: HttpRequest, allowed: frozenset[str]) -> None:
+    """A typo in a query parameter must not silently widen a search: 422 naming it."""
+    unknown = sorted(set(request.GET.keys()) - allowed)
+    if unknown:
+        raise HttpError(422, f"unknown query parameter{'s' if len(unknown) > 1 else ''}: "
+                             f"{', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
+
+
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise HttpError(422, f"limit: must be between 1 and {MAX_LIMIT}")

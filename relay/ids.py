@@ -42,3 +42,17 @@ def new_id(prefix: str) -> str:
 
 def looks_like_id(value: str, prefix: str) -> bool:
     return value.startswith(prefix + "_") and ID_PATTERN.match(value) is not None
+
+
+def id_floor(prefix: str, moment_millis: int) -> str:
+    """The smallest id with this prefix made at `moment_millis` (ms since the epoch).
+
+    Ids sort by creation time, so `id >= id_floor(since)` and `id < id_floor(until)` bound a
+    time range on the primary key index instead of a timestamp column.
+    """
+    return f"{prefix}_{_encode(max(moment_millis, 0), 10)}{'0' * 16}"
+
+
+def id_at(prefix: str, moment_millis: int) -> str:
+    """A new id as if made at `moment_millis` (imports, tests of history)."""
+    return f"{prefix}_{_encode(max(moment_millis, 0), 10)}{_encode(int.from_bytes(os.urandom(10)), 16)}"
