@@ -103,7 +103,16 @@ def require_admin(request: HttpRequest) -> None:
         raise HttpError(403, "reading a secret needs an admin token")
 
 
-api = NinjaAPI(
+class RelayAPI(NinjaAPI):
+    """The API with every operation and field described (relay/openapi_docs.py)."""
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        from relay.openapi_docs import describe
+
+        return describe(super().get_openapi_schema(*args, **kwargs))
+
+
+api = RelayAPI(
     title="Relay API",
     version="1",
     description="Manage Relay's sources, endpoints, events and deliveries.",

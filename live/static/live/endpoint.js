@@ -128,9 +128,9 @@ async function loadEndpoint() {
   document.title = `${endpoint.url} · Relay`;
   document.getElementById("endpoint-title").textContent = endpoint.url;
   document.getElementById("endpoint-description").textContent = [endpoint.description, endpoint.id].filter(Boolean).join(" · ");
-  document.getElementById("endpoint-state").replaceChildren(
+  document.getElementById("endpoint-state").replaceChildren(...[
     h("span", { class: `badge ${endpoint.enabled ? "badge-ok" : "badge-bad"}` }, endpoint.enabled ? "enabled" : "disabled"),
-    endpoint.disabled_reason ? h("span", { class: "muted" }, ` ${endpoint.disabled_reason}`) : null);
+    endpoint.disabled_reason ? h("span", { class: "muted" }, ` ${endpoint.disabled_reason}`) : null].filter(Boolean));
   document.getElementById("endpoint-settings").replaceChildren(
     ...(endpoint.kind ? setting("kind", endpoint.kind) : []),
     ...setting("event types", (endpoint.event_types || []).join(", ") || "all"),
