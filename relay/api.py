@@ -142,7 +142,8 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
     if any(error.get("type") == "json_invalid" for error in exc.errors):
         return _detail(request, 400, "the request body is not valid JSON")
     return _detail(request, 422, "; ".join(problems) or "invalid input", errors=[
-        {"field": _field_name(error.get("loc", ())), "message": str(error.get("msg", ""))}
+        {"field": _field_name(error.get("loc", ())),
+         "message": str(error.get("msg", "")).removeprefix("Value error, ")}
         for error in exc.errors
     ])
 

@@ -154,6 +154,9 @@ async def test_create_and_edit_an_endpoint_with_errors_beside_the_field(
     await expect(url_error).to_be_visible()
     assert "http" in (await url_error.text_content())
     assert await page.get_attribute("#ep-url", "aria-invalid") == "true"
+    assert not (await url_error.text_content()).startswith("Value error")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "endpoint-form.png"))
 
     await page.fill("#ep-url", "http://127.0.0.1:9/orders")
     await page.click("#endpoint-submit")

@@ -22,8 +22,10 @@ const hhmm = (t) => `${pad(new Date(t).getHours())}:${pad(new Date(t).getMinutes
 
 export class LineChart {
   // series: [{key, label}]; points: [{t (ms), [key]: number | null}]
-  constructor(canvas, series, format, minimum) {
+  // fixedMax: the axis top when the values have a known range (a percentage: 100).
+  constructor(canvas, series, format, minimum, fixedMax = null) {
     this.canvas = canvas;
+    this.fixedMax = fixedMax;
     this.series = series;
     this.format = format;
     this.minimum = minimum;
@@ -105,7 +107,7 @@ export class LineChart {
     for (const point of this.points) {
       for (const { key } of this.series) if (point[key] !== null && point[key] > max) max = point[key];
     }
-    max = niceCeiling(Math.max(max * 1.05, this.minimum));
+    max = this.fixedMax ?? niceCeiling(Math.max(max * 1.05, this.minimum));
 
     ctx.font = "11px system-ui, sans-serif";
     ctx.fillStyle = color("--muted");

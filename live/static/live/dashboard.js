@@ -75,7 +75,7 @@ function onStats(stats) {
 const throughputChart = new LineChart(document.getElementById("chart-throughput"),
   [{ key: "events", label: "events/s" }, { key: "deliveries", label: "deliveries/s" }], compact, 1);
 const successChart = new LineChart(document.getElementById("chart-success"),
-  [{ key: "success", label: "success %" }], (v) => `${Math.round(v * 10) / 10}`, 100);
+  [{ key: "success", label: "success %" }], (v) => `${Math.round(v * 10) / 10}`, 100, 100);
 const latencyChart = new LineChart(document.getElementById("chart-latency"),
   [{ key: "p50_ms", label: "p50" }, { key: "p95_ms", label: "p95" }], compact, 10);
 let range = "1h";
