@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
+import itertools
 import json
 import os
 import resource
@@ -40,10 +44,36 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
-class Connection(asyncio.Protocol):
-    """One keep-alive connection sending the same request again as soon as it is answered."""
+class StandardWebhooksRequests:
+    """A fresh `webhook-id` per request, signed as Standard Webhooks providers sign (the
+    path real providers take: every request is a new key for the source's dedup)."""
 
-    def __init__(self, request: bytes, tally: Tally, finished: asyncio.Future) -> None:
+    def __init__(self, host: str, port: int, path: str, headers: dict[str, str], body: bytes,
+                 secret: str) -> None:
+        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}",
+                     f"Content-Length: {len(body)}"]
+        self.head += [f"{name}: {value}" for name, value in headers.items()]
+        self.body = body
+        self.prefix = f"msg_{os.getpid()}_{time.time_ns()}_"
+        self.counter = itertools.count()
+
+    def __call__(self) -> bytes:
+        message_id = f"{self.prefix}{next(self.counter)}"
+        timestamp = str(int(time.time()))
+        mac = hmac.new(self.key, f"{message_id}.{timestamp}.".encode() + self.body,
+                       hashlib.sha256).digest()
+        lines = [*self.head, f"webhook-id: {message_id}", f"webhook-timestamp: {timestamp}",
+                 f"webhook-signature: v1,{base64.b64encode(mac).decode()}"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection sending its request again as soon as it is answered (the
+    same bytes, or a new request from a factory)."""
+
+    def __init__(self, request: bytes | StandardWebhooksRequests, tally: Tally,
+                 finished: asyncio.Future) -> None:
         self.request = request
         self.tally = tally
         self.finished = finished
@@ -60,7 +90,8 @@ class Connection(asyncio.Protocol):
         self.waiting = True
         self.sent_at = time.perf_counter_ns()
         assert self.transport is not None
-        self.transport.write(self.request)
+        request = self.request
+        self.transport.write(request if isinstance(request, bytes) else request())
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -156,7 +187,12 @@ class CpuWatch:
 async def run(spec: dict) -> dict:
     loop = asyncio.get_running_loop()
     body = bytes.fromhex(spec["body_hex"])
-    request = build_request(spec["host"], spec["port"], spec["path"], spec["headers"], body)
+    request: bytes | StandardWebhooksRequests
+    if spec.get("standard_webhooks_secret"):
+        request = StandardWebhooksRequests(spec["host"], spec["port"], spec["path"],
+                                           spec["headers"], body, spec["standard_webhooks_secret"])
+    else:
+        request = build_request(spec["host"], spec["port"], spec["path"], spec["headers"], body)
     tally = Tally()
     warmup, duration = spec["warmup"], spec["duration"]
     start = time.perf_counter()

@@ -17,7 +17,7 @@ from datetime import datetime
 from tortoise.expressions import Q
 
 from dispatch.models import DELIVERY_STATUSES, Delivery
-from relay.ids import id_floor
+from relay.ids import lowest_id
 
 CANDIDATES_PER_PAGE = 2000
 
@@ -40,8 +40,8 @@ def parse_statuses(text: str | Sequence[str] | None, field: str = "status") -> l
 
 def id_range(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
     """Delivery ids made in [since, until) are in [low, high)."""
-    low = id_floor("dlv", int(since.timestamp() * 1000)) if since else None
-    high = id_floor("dlv", int(until.timestamp() * 1000)) if until else None
+    low = lowest_id("dlv", max(since.timestamp(), 0.0)) if since else None
+    high = lowest_id("dlv", max(until.timestamp(), 0.0)) if until else None
     return low, high
 
 

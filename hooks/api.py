@@ -424,7 +424,7 @@ async def get_event(request: HttpRequest, event_id: str):
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-@router.post("/events", response={202: Published, 200: PublishedDuplicate, 422: Detail},
+@router.post("/events", response={202: Published, 200: PublishedDuplicate, 409: Detail, 422: Detail},
              tags=["events"])
 async def publish_event(request: HttpRequest, payload: PublishIn):
     key = request.headers.get("Idempotency-Key")
@@ -437,8 +437,12 @@ async def publish_event(request: HttpRequest, payload: PublishIn):
             method="POST", query="", headers={"content-type": "application/json"},
             content_type="application/json", body=body,
         ),
-        IDEMPOTENCY_WINDOW_SECONDS,
+        IDEMPOTENCY_WINDOW_SECONDS, compare_request=key is not None,
     )
+    if stored.duplicate and not stored.same_request:
+        raise HttpError(409, f"Idempotency-Key {key!r} was already used for another event "
+                             f"({stored.id}) with a different event_type or payload; "
+                             "use a new key for a new event")
     if stored.duplicate:
         return Status(200, {"id": stored.id, "duplicate": True})
     publish({

@@ -20,7 +20,7 @@ from typing import Any
 from tortoise import connections
 
 from hooks.models import Event
-from relay.ids import id_floor
+from relay.ids import lowest_id
 
 CANDIDATES_PER_PAGE = 2000
 """Candidate events a page with residual filters examines at most."""
@@ -111,8 +111,13 @@ def parse_event_query(given: Mapping[str, object]) -> EventQuery:
                       status=status, endpoint=text("endpoint"), filter=rule)
 
 
-def _millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+ID_CLOCK_MARGIN = 1.0
+"""Seconds of slack in the id bounds: an id and its `received_at` come from two clock reads,
+so the id bounds are loosened by this and `received_at` decides exactly."""
+
+
+def _id_bound(moment: datetime, slack: float) -> str:
+    return lowest_id("evt", max(moment.timestamp() + slack, 0.0))
 
 
 def candidate_sql(query: EventQuery, after: str | None, window: int) -> tuple[str, list[Any]]:
@@ -129,10 +134,10 @@ def candidate_sql(query: EventQuery, after: str | None, window: int) -> tuple[st
     if query.event_type and query.type_prefix is None:
         where.append(f"event_type = {bind(query.event_type)}")
     if query.since is not None:
-        where.append(f"id >= {bind(id_floor('evt', _millis(query.since)))}")
+        where.append(f"id >= {bind(_id_bound(query.since, -ID_CLOCK_MARGIN))}")
         where.append(f"received_at >= {bind(query.since)}")
     if query.until is not None:
-        where.append(f"id < {bind(id_floor('evt', _millis(query.until)))}")
+        where.append(f"id < {bind(_id_bound(query.until, ID_CLOCK_MARGIN))}")
         where.append(f"received_at < {bind(query.until)}")
     if after is not None:
         where.append(f"id < {bind(after)}")

@@ -14,6 +14,9 @@ and nothing waits; under load the waits replace the serialized commits.
 
 A failed write that is not "database unavailable" is retried row by row, so one bad row
 fails only its own request, as it would have without grouping.
+
+`write_rows` may answer one result per row (in order); `write()` returns its row's result
+(for instance "this row repeats the event stored as evt_..." for a duplicate).
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Row = list[Any]
-WriteRows = Callable[[list[Row]], Awaitable[None]]
+Row = Any
+WriteRows = Callable[[list[Row]], Awaitable[Sequence[Any] | None]]
 
 
 @dataclass
@@ -60,8 +63,8 @@ class GroupCommit:
         """Rows handed to `write_rows` (a row retried alone counts again)."""
         self._state: _LoopState | None = None
 
-    async def write(self, row: Row, size: int) -> None:
-        """Return once `row` is committed; raise what its write raised."""
+    async def write(self, row: Row, size: int) -> Any:
+        """Return once `row` is committed (with its result); raise what its write raised."""
         loop = asyncio.get_running_loop()
         state = self._state
         if state is None or state.loop is not loop:
@@ -74,7 +77,7 @@ class GroupCommit:
             writer = loop.create_task(self._run(state), context=contextvars.Context())
             state.writers.add(writer)
             writer.add_done_callback(state.writers.discard)
-        await done
+        return await done
 
     def _take(self, queue: deque[_Waiting]) -> list[_Waiting]:
         batch: list[_Waiting] = []
@@ -102,7 +105,7 @@ class GroupCommit:
         self.writes += 1
         self.rows += len(batch)
         try:
-            await self.write_rows([waiting.row for waiting in batch])
+            results = await self.write_rows([waiting.row for waiting in batch])
         except Exception as exc:  # noqa: BLE001 - handed to the callers
             if len(batch) > 1 and not self.is_unavailable(exc):
                 for waiting in batch:
@@ -113,15 +116,16 @@ class GroupCommit:
             _settle(batch, exc)
             raise
         else:
-            _settle(batch, None)
+            _settle(batch, None, results)
 
 
-def _settle(batch: list[_Waiting], error: BaseException | None) -> None:
-    for waiting in batch:
+def _settle(batch: list[_Waiting], error: BaseException | None,
+            results: Sequence[Any] | None = None) -> None:
+    for index, waiting in enumerate(batch):
         if waiting.done.done():
             continue
         if error is None:
-            waiting.done.set_result(None)
+            waiting.done.set_result(results[index] if results is not None else None)
         elif isinstance(error, asyncio.CancelledError):
             waiting.done.cancel()
         else:

@@ -1,25 +1,28 @@
 """Durable writes of the ingest path: the event and its NOTIFY in one transaction.
 
 These are the hottest statements in Relay, so they are written as SQL on Tortoise's
-connection rather than through model instances: one statement (insert + notify) when
-the source has no dedup rule, one short transaction under an advisory lock when it has.
-Events without a dedup rule are group-committed (hooks/group_commit.py): those that
-arrive while a write is under way share the next statement and its COMMIT.
+connection rather than through model instances. Every event is group-committed
+(hooks/group_commit.py): those that arrive while a write is under way share the next
+write and its COMMIT. A write of events without dedup keys is one statement (insert +
+notify); one that holds dedup keys is one short transaction: advisory locks on its keys,
+one index lookup of their originals, one insert of the new events.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from hooks.group_commit import GroupCommit
 from relay.database import EVENT_CHANNEL, is_database_unavailable
-from relay.ids import new_id
+from relay.ids import lowest_id, new_id
 
 REJECTED_PER_SOURCE_PER_MINUTE = 60
 REJECTED_PREVIEW_BYTES = 8 * 1024
@@ -50,11 +53,40 @@ INSERT_MANY_AND_NOTIFY = (
 GROUP_MAX_IN_FLIGHT = 2
 GROUP_MAX_ROWS = 256
 GROUP_MAX_BYTES = 4 * 1024 * 1024
-_LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
-_FIND_DUPLICATE = (
-    "SELECT id FROM event WHERE source_id IS NOT DISTINCT FROM $1 AND dedup_key = $2"
-    " AND received_at > $3 ORDER BY received_at LIMIT 1"
-)
+
+_LOCK_KEYS = "SELECT pg_advisory_xact_lock(key) FROM unnest($1::bigint[]) AS key"
+"""Takes the keys in the order given: callers sort them, so two batches never deadlock."""
+
+_FIND_ORIGINALS = """
+SELECT q.i, found.id, found.same
+FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[],
+            $7::text[])
+     AS q (i, source_id, dedup_key, since, low_id, digest, event_type)
+CROSS JOIN LATERAL (
+    SELECT e.id, e.received_at,
+           q.digest IS NULL OR (sha256(e.body) = q.digest
+                                AND e.event_type IS NOT DISTINCT FROM q.event_type) AS same
+    FROM event e
+    WHERE q.source_id IS NOT NULL AND e.source_id = q.source_id AND e.dedup_key = q.dedup_key
+      AND e.received_at > q.since AND e.id >= q.low_id
+    UNION ALL
+    SELECT e.id, e.received_at,
+           q.digest IS NULL OR (sha256(e.body) = q.digest
+                                AND e.event_type IS NOT DISTINCT FROM q.event_type) AS same
+    FROM event e
+    WHERE q.source_id IS NULL AND e.source_id IS NULL AND e.dedup_key = q.dedup_key
+      AND e.received_at > q.since AND e.id >= q.low_id
+    ORDER BY received_at LIMIT 1
+) AS found
+"""
+"""The first event of each (source, dedup key) inside its window. Equality on both leading
+columns of `event_dedup_idx` (NULL sources, i.e. published events, in their own branch:
+`IS NOT DISTINCT FROM` cannot use the index) and an id bound that lets PostgreSQL skip the
+partitions older than the window: the cost does not grow with the events stored."""
+
+
+_ID_CLOCK_MARGIN = 1.0
+"""Seconds of slack in the id bound: an id and its `received_at` come from two clock reads."""
 
 
 @dataclass(frozen=True)
@@ -75,52 +107,131 @@ class StoredEvent:
     id: str
     received_at: datetime
     duplicate: bool
+    same_request: bool = True
+    """False when a duplicate's key is the same but its request differs (an
+    `Idempotency-Key` reused for another payload)."""
 
 
-def _values(event_id: str, received_at: datetime, event: NewEvent) -> list:
-    return [
-        event_id, event.source_id, event.source_slug, event.event_type, event.dedup_key,
-        received_at, event.method, event.query, json.dumps(event.headers),
-        event.content_type, len(event.body), event.body,
-    ]
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One event waiting for the group commit, with what its dedup lookup needs."""
+
+    id: str
+    received_at: datetime
+    event: NewEvent
+    since: datetime
+    compare_request: bool
+
+    def values(self) -> list[Any]:
+        event = self.event
+        return [
+            self.id, event.source_id, event.source_slug, event.event_type, event.dedup_key,
+            self.received_at, event.method, event.query, json.dumps(event.headers),
+            event.content_type, len(event.body), event.body,
+        ]
+
+    @property
+    def dedup_identity(self) -> tuple[str, str] | None:
+        key = self.event.dedup_key
+        return None if key is None else (self.event.source_id or "", key)
 
 
-async def _insert_rows(rows: list[list]) -> None:
-    client = connections.get("default")
+@dataclass(frozen=True, slots=True)
+class _Original:
+    id: str
+    same: bool
+
+
+def _lock_key(identity: tuple[str, str]) -> int:
+    """A 64-bit advisory-lock key for one (source, dedup key)."""
+    digest = hashlib.blake2b(f"{identity[0]}\x00{identity[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, signed=True)
+
+
+async def _insert_rows(client: Any, rows: list[_Row]) -> None:
     if len(rows) == 1:
-        await client.execute_query(INSERT_AND_NOTIFY, rows[0])
+        await client.execute_query(INSERT_AND_NOTIFY, rows[0].values())
     else:
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        columns = [list(column) for column in zip(*(row.values() for row in rows), strict=True)]
         await client.execute_query(INSERT_MANY_AND_NOTIFY, columns)
 
 
+async def _find_originals(connection: Any, rows: list[_Row]) -> dict[int, _Original]:
+    keyed = [(index, row) for index, row in enumerate(rows) if row.event.dedup_key is not None]
+    _, found = await connection.execute_query(_FIND_ORIGINALS, [
+        [index for index, _ in keyed],
+        [row.event.source_id for _, row in keyed],
+        [row.event.dedup_key for _, row in keyed],
+        [row.since for _, row in keyed],
+        [lowest_id("evt", row.since.timestamp() - _ID_CLOCK_MARGIN) for _, row in keyed],
+        [hashlib.sha256(row.event.body).digest() if row.compare_request else None
+         for _, row in keyed],
+        [row.event.event_type for _, row in keyed],
+    ])
+    return {record["i"]: _Original(record["id"], record["same"]) for record in found}
+
+
+def _same_request(row: _Row, first: _Row) -> bool:
+    return not row.compare_request or (
+        row.event.body == first.event.body and row.event.event_type == first.event.event_type)
+
+
+async def _write_rows(rows: list[_Row]) -> list[_Original | None]:
+    """Store the rows that are new; answer, for each duplicate, the event it repeats.
+
+    Rows without a dedup key take one statement (insert + notify, committed on its own).
+    With keys, one transaction: lock the keys (sorted), look the originals up, insert the
+    new rows. Several rows of one batch may share a key: the first wins.
+    """
+    client = connections.get("default")
+    if all(row.event.dedup_key is None for row in rows):
+        await _insert_rows(client, rows)
+        return [None] * len(rows)
+    results: list[_Original | None] = [None] * len(rows)
+    async with in_transaction("default") as connection:
+        identities = {row.dedup_identity for row in rows} - {None}
+        keys = sorted({_lock_key(identity) for identity in identities if identity})
+        await connection.execute_query(_LOCK_KEYS, [keys])
+        originals = await _find_originals(connection, rows)
+        winners: dict[tuple[str, str], _Row] = {}
+        new_rows: list[_Row] = []
+        for index, row in enumerate(rows):
+            identity = row.dedup_identity
+            if index in originals:
+                results[index] = originals[index]
+            elif identity is not None and identity in winners:
+                first = winners[identity]
+                results[index] = _Original(first.id, _same_request(row, first))
+            else:
+                if identity is not None:
+                    winners[identity] = row
+                new_rows.append(row)
+        if new_rows:
+            await _insert_rows(connection, new_rows)
+    return results
+
+
 _group_commit = GroupCommit(
-    _insert_rows, max_in_flight=GROUP_MAX_IN_FLIGHT, max_rows=GROUP_MAX_ROWS,
+    _write_rows, max_in_flight=GROUP_MAX_IN_FLIGHT, max_rows=GROUP_MAX_ROWS,
     max_bytes=GROUP_MAX_BYTES, is_unavailable=is_database_unavailable,
 )
 
 
-async def store_event(event: NewEvent, dedup_window_seconds: float) -> StoredEvent:
+async def store_event(event: NewEvent, dedup_window_seconds: float, *,
+                      compare_request: bool = False) -> StoredEvent:
     """Commit the event and notify the dispatcher, or find the duplicate it repeats.
 
-    Returns only after COMMIT: the caller may then answer 2xx.
+    Returns only after COMMIT: the caller may then answer 2xx. Every event, with a dedup
+    key or not, goes through the group commit. `compare_request` also tells whether a
+    duplicate carries the same body and event type as its original.
     """
-    event_id = new_id("evt")
     received_at = datetime.now(UTC)
-    if event.dedup_key is None:
-        await _group_commit.write(_values(event_id, received_at, event), len(event.body))
-        return StoredEvent(event_id, received_at, duplicate=False)
-
-    async with in_transaction("default") as connection:
-        await connection.execute_query(_LOCK_KEY, [f"{event.source_id}:{event.dedup_key}"])
-        since = received_at - timedelta(seconds=dedup_window_seconds)
-        _, rows = await connection.execute_query(
-            _FIND_DUPLICATE, [event.source_id, event.dedup_key, since]
-        )
-        if rows:
-            return StoredEvent(rows[0]["id"], received_at, duplicate=True)
-        await connection.execute_query(INSERT_AND_NOTIFY, _values(event_id, received_at, event))
-    return StoredEvent(event_id, received_at, duplicate=False)
+    row = _Row(new_id("evt"), received_at, event,
+               received_at - timedelta(seconds=dedup_window_seconds), compare_request)
+    original = await _group_commit.write(row, len(event.body))
+    if original is None:
+        return StoredEvent(row.id, received_at, duplicate=False)
+    return StoredEvent(original.id, received_at, duplicate=True, same_request=original.same)
 
 
 _INSERT_REJECTED = (

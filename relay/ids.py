@@ -44,15 +44,13 @@ def looks_like_id(value: str, prefix: str) -> bool:
     return value.startswith(prefix + "_") and ID_PATTERN.match(value) is not None
 
 
-def id_floor(prefix: str, moment_millis: int) -> str:
-    """The smallest id with this prefix made at `moment_millis` (ms since the epoch).
-
-    Ids sort by creation time, so `id >= id_floor(since)` and `id < id_floor(until)` bound a
-    time range on the primary key index instead of a timestamp column.
-    """
-    return f"{prefix}_{_encode(max(moment_millis, 0), 10)}{'0' * 16}"
+def lowest_id(prefix: str, moment: float) -> str:
+    """The smallest id with this prefix made at `moment` (seconds since the epoch): every id
+    made at or after it sorts at or above it, so a time bound becomes an id bound."""
+    return f"{prefix}_{_encode(int(moment * 1000), 10)}{'0' * 16}"
 
 
 def id_at(prefix: str, moment_millis: int) -> str:
     """A new id as if made at `moment_millis` (imports, tests of history)."""
-    return f"{prefix}_{_encode(max(moment_millis, 0), 10)}{_encode(int.from_bytes(os.urandom(10)), 16)}"
+    random_part = _encode(int.from_bytes(os.urandom(10)), 16)
+    return f"{prefix}_{_encode(max(moment_millis, 0), 10)}{random_part}"

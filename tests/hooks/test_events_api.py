@@ -49,7 +49,7 @@ async def test_publish_with_the_same_idempotency_key_is_a_duplicate(client, admi
     first = await client.post("/api/v1/events", headers={**admin, "Idempotency-Key": "ord-1"},
                               json=body)
     again = await client.post("/api/v1/events", headers={**admin, "Idempotency-Key": "ord-1"},
-                              json={"event_type": "order.paid", "payload": {"order": "other"}})
+                              json=body)
     other = await client.post("/api/v1/events", headers={**admin, "Idempotency-Key": "ord-2"},
                               json=body)
     without = [await client.post("/api/v1/events", headers=admin, json=body) for _ in range(2)]
@@ -59,6 +59,24 @@ async def test_publish_with_the_same_idempotency_key_is_a_duplicate(client, admi
     assert other.status_code == 202
     assert [answer.status_code for answer in without] == [202, 202]
     assert await event_count() == 4
+
+
+@pytest.mark.parametrize("changed", [
+    {"event_type": "order.paid", "payload": {"order": "other"}},
+    {"event_type": "order.refunded", "payload": {"order": 1}},
+])
+async def test_an_idempotency_key_reused_for_another_request_is_a_conflict(
+        client, admin, event_count, changed):
+    body = {"event_type": "order.paid", "payload": {"order": 1}}
+    first = await client.post("/api/v1/events", headers={**admin, "Idempotency-Key": "ord-1"},
+                              json=body)
+    reused = await client.post("/api/v1/events", headers={**admin, "Idempotency-Key": "ord-1"},
+                               json=changed)
+    assert first.status_code == 202
+    assert reused.status_code == 409
+    assert first.json()["id"] in reused.json()["detail"]
+    assert "Idempotency-Key" in reused.json()["detail"]
+    assert await event_count() == 1
 
 
 async def test_idempotency_key_is_not_shared_with_sources(client, admin, make_source):

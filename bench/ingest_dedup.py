@@ -1,0 +1,285 @@
+"""Ingest on the path real providers take, on an empty and on a full dedup window.
+
+    .venv/bin/python bench/ingest_dedup.py [--stored 2000000] [--duration 10] [--connections 64]
+
+Relay runs as users run it (`manage.py runrelay`, the command `make run` starts) against a
+throwaway PostgreSQL 16 (fsync on), with a `standard_webhooks` source: dedup on
+`webhook-id` is on by default, as for every GitHub, Stripe, Shopify and Standard Webhooks
+source. Each request carries a fresh `webhook-id` and a valid signature (1 KB JSON body).
+
+In one run, with the same load generator (64 keep-alive connections):
+1. baseline: a raw ASGI app doing one asyncpg INSERT per request (bench/_baseline.py);
+2. Relay with an empty event table;
+3. the event table filled by SQL with `--stored` events of this source inside the dedup
+   window (received in the last hour, routed), then Relay again;
+4. the baseline again (drift check: the ratio uses the mean of both baseline windows).
+
+Prints req/s, latency, CPU per request, and the two ratios the design asks for:
+Relay empty / baseline (target ≥ 0.6) and Relay full / Relay empty (target ≥ 0.9).
+Checks that every 2xx is a stored row and that a repeated `webhook-id` answers 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _servers import (
+    PYTHON,
+    ROOT,
+    BenchError,
+    Postgres,
+    Server,
+    free_port,
+    http_json,
+    migrated_with_token,
+    run_loadgen,
+    wait_for_port,
+)
+from ingest import relay_env, webhook_body
+
+SOURCE_SLUG = "provider"
+TARGET_EMPTY = 0.6
+TARGET_FULL = 0.9
+
+_B32 = " || ".join(
+    f"substr('0123456789abcdefghjkmnpqrstvwxyz', ((ms >> {5 * (9 - i)}) & 31)::int + 1, 1)"
+    for i in range(10))
+_FILL = f"""
+INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
+                   query, headers, content_type, size, body, routed_at)
+SELECT 'evt_' || {_B32} || lpad(to_hex(g), 16, '0'),
+       $1::text, $2::text, 'order.created', 'msg_prefill_' || g, t, 'POST', '',
+       '{{"content-type": "application/json"}}', 'application/json', length($3::bytea), $3::bytea, t
+FROM generate_series($4::bigint, $5::bigint) AS g,
+     LATERAL (SELECT now() - interval '1 hour' + (g::float8 / $6) * interval '59 minutes'
+              AS t) AS at,
+     LATERAL (SELECT (extract(epoch FROM t) * 1000)::bigint AS ms) AS m
+"""  # noqa: S608 - constants only
+
+
+async def explain_lookup(connection: Any, source_id: str) -> None:
+    """EXPLAIN ANALYZE of ingest's duplicate lookup for a group of 64 keys, half of them
+    stored: it must stay a few index probes whatever the number of events stored."""
+    from hooks.store import _FIND_ORIGINALS
+    from relay.ids import lowest_id
+
+    since = time.time() - 24 * 3600
+    keys = [f"msg_prefill_{n * 997 + 1}" for n in range(32)] + [f"msg_new_{n}" for n in range(32)]
+    plan = await connection.fetchval(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _FIND_ORIGINALS,
+        list(range(64)), [source_id] * 64, keys,
+        [datetime.fromtimestamp(since, UTC)] * 64, [lowest_id("evt", since - 1)] * 64,
+        [None] * 64, ["order.created"] * 64)
+    top = json.loads(plan)[0]
+    buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get("Shared Read Blocks", 0)
+    say(f"  duplicate lookup of 64 keys: {top['Execution Time']:.2f} ms, {buffers} buffers "
+        f"({'index probes' if 'event_dedup_idx' in plan else 'NO INDEX'})")
+
+
+def fill(url: str, source_id: str, body: bytes, count: int, chunk: int = 250_000) -> None:
+    """`count` events of the source inside the dedup window, in chunks, with progress."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            for low in range(1, count + 1, chunk):
+                high = min(count, low + chunk - 1)
+                await connection.execute(_FILL, source_id, SOURCE_SLUG, body, low, high, count,
+                                         timeout=3600)
+                say(f"  {high:,} of {count:,} stored")
+            await connection.execute("ANALYZE event")
+            await explain_lookup(connection, source_id)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+class RunRelay:
+    """`manage.py runrelay`, as `make run` starts it, on a free port."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.name = "relay"
+        self.env = env
+        self.port = free_port()
+        self.log_path = logs / "runrelay.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
+        self.process = subprocess.Popen(
+            [PYTHON, "manage.py", "runrelay", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process, "runrelay", timeout=90)
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise BenchError(f"runrelay exited with {self.process.returncode}\n"
+                             + self.log_path.read_text(errors="replace")[-3000:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def sign(secret: str, message_id: str, body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return {"webhook-id": message_id, "webhook-timestamp": timestamp,
+            "webhook-signature": f"v1,{base64.b64encode(mac).decode()}"}
+
+
+def create_source(relay: RunRelay, token: str, secret: str) -> str:
+    status, answer = http_json("POST", f"{relay.base}/api/v1/sources", {
+        "slug": SOURCE_SLUG, "name": "a Standard Webhooks provider",
+        "verification": {"kind": "standard_webhooks", "secret": secret},
+    }, headers={"Authorization": f"Bearer {token}"})
+    if status != 201:
+        raise BenchError(f"creating the source failed: {status} {answer}")
+    return str(answer["id"])
+
+
+def check_dedup(relay: RunRelay, secret: str, body: bytes) -> None:
+    headers = {"Content-Type": "application/json", **sign(secret, "msg_check", body)}
+    first = http_json("POST", f"{relay.base}/in/{SOURCE_SLUG}", body=body, headers=headers)
+    again = http_json("POST", f"{relay.base}/in/{SOURCE_SLUG}", body=body, headers=headers)
+    if first[0] != 202 or again[0] != 200 or again[1].get("id") != first[1].get("id"):
+        raise BenchError(f"dedup check failed: {first} then {again}")
+
+
+def measure(server: Any, pg: Postgres, args: argparse.Namespace, label: str, body: bytes,
+            workdir: Path, secret: str | None) -> dict[str, Any]:
+    pg.psql("CHECKPOINT")
+    rows_before = int(pg.psql("SELECT count(*) FROM event"))
+    spec: dict[str, Any] = {
+        "label": label, "host": "127.0.0.1", "port": server.port,
+        "path": f"/in/{SOURCE_SLUG}", "headers": {"Content-Type": "application/json",
+                                                   "User-Agent": "relay-bench/1"},
+        "body_hex": body.hex(), "connections": args.connections, "warmup": args.warmup,
+        "duration": args.duration,
+        "watch": {"server": server.process.pid, "postgres": pg.postmaster_pid()},
+    }
+    if secret:
+        spec["standard_webhooks_secret"] = secret
+    result = run_loadgen(spec, workdir)
+    server.check_alive()
+    result["rows"] = int(pg.psql("SELECT count(*) FROM event")) - rows_before
+    cpu, measured = result["cpu_seconds"], max(result["measured"], 1)
+    result["server_us"] = cpu.get("server", 0.0) / measured * 1e6
+    result["postgres_us"] = cpu.get("postgres", 0.0) / measured * 1e6
+    say(f"  {label}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms; server {result['server_us']:.0f} µs/req, "
+        f"PostgreSQL {result['postgres_us']:.0f} µs/req; statuses {result['statuses']}")
+    problems = []
+    if result["rows"] != result["answered_2xx"]:
+        problems.append(f"{label}: {result['answered_2xx']} answers 2xx, {result['rows']} rows")
+    if any(not code.startswith("2") for code in result["statuses"]) or result["error_count"]:
+        problems.append(f"{label}: {result['statuses']} {result['errors'][:3]}")
+    if problems:
+        raise BenchError("; ".join(problems))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stored", type=int, default=2_000_000,
+                        help="events stored in the dedup window before the second run (2 M)")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
+    parser.add_argument("--connections", type=int, default=64, help="connections (64)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-dedup-"))
+    pg = Postgres()
+    servers: list[Any] = []
+    try:
+        say("Starting PostgreSQL (fsync on, synchronous_commit on) ...")
+        pg.start()
+        env = relay_env(pg.url, workdir / "relay-data", 10)
+        token = migrated_with_token(env)
+        baseline = Server("baseline", "bench._baseline:app", {
+            **env, "BENCH_DATABASE_URL": pg.url, "BENCH_POOL_SIZE": "10"}, workdir)
+        relay = RunRelay(env, workdir)
+        servers += [baseline, relay]
+        say("Starting the baseline (uvicorn, 1 worker) and Relay (manage.py runrelay) ...")
+        baseline.start()
+        relay.start()
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        source_id = create_source(relay, token, secret)
+        body = webhook_body()
+        check_dedup(relay, secret, body)
+
+        say("Window 1: baseline")
+        first_baseline = measure(baseline, pg, args, "baseline", body, workdir, None)
+        pg.psql("TRUNCATE event")
+        say("Window 2: Relay, empty event table")
+        empty = measure(relay, pg, args, "relay-empty", body, workdir, secret)
+        say(f"Filling the dedup window with {args.stored:,} events of the source (SQL) ...")
+        started = time.monotonic()
+        fill(pg.url, source_id, body, args.stored)
+        size = pg.psql("SELECT pg_size_pretty(pg_total_relation_size('event'))")
+        say(f"  {args.stored:,} events stored in {time.monotonic() - started:.0f} s; "
+            f"event table and indexes: {size}")
+        say("Window 3: Relay, full dedup window")
+        full = measure(relay, pg, args, "relay-full", body, workdir, secret)
+        say("Window 4: baseline again")
+        second_baseline = measure(baseline, pg, args, "baseline", body, workdir, None)
+
+        base_rps = (first_baseline["rps"] + second_baseline["rps"]) / 2
+        say()
+        say(f"Signed standard_webhooks ingest, fresh webhook-id per request, "
+            f"{args.connections} connections, default runrelay:")
+        say(f"  baseline      {first_baseline['rps']:>8,.0f} / {second_baseline['rps']:,.0f} req/s")
+        say(f"  Relay empty   {empty['rps']:>8,.0f} req/s  p99 {empty['p99_ms']:.1f} ms")
+        say(f"  Relay full    {full['rps']:>8,.0f} req/s  p99 {full['p99_ms']:.1f} ms "
+            f"({args.stored:,} events in the window)")
+        say(f"ratio Relay empty / baseline: {empty['rps'] / base_rps:.2f} (target ≥ {TARGET_EMPTY})")
+        say(f"ratio Relay full / Relay empty: {full['rps'] / empty['rps']:.2f} "
+            f"(target ≥ {TARGET_FULL})")
+        say("every 2xx answer is a stored row: yes")
+        return 0
+    except BenchError as error:
+        say(f"ERROR {error}")
+        return 1
+    finally:
+        for server in servers:
+            server.stop()
+        pg.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
