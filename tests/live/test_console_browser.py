@@ -257,3 +257,20 @@ async def test_the_logs_on_a_phone(client, admin, admin_token, relay_server, liv
     await no_sideways_scroll(page)
     await page.screenshot(path=str(ARTIFACTS / "endpoint-phone.png"), full_page=True)
     assert console.errors == []
+
+
+async def test_new_events_matching_the_filters_appear_live(
+        client, admin, admin_token, relay_server, live_bus, open_dashboard):
+    for slug in ("shop", "bank"):
+        answer = await client.post("/api/v1/sources", headers=admin, json={"slug": slug, "event_type": {"json_path": "type"}})
+        assert answer.status_code == 201, answer.text
+    page, console = await open_dashboard(admin_token, viewport={"width": 1440, "height": 900})
+    await page.goto(f"{relay_server}/dashboard/events?source=shop&event_type=order.*")
+    await page.wait_for_selector("#connection[data-state=live]")
+    await page.wait_for_selector("#events-empty:not([hidden])")
+    wanted = (await client.post("/in/shop", json={"type": "order.paid"})).json()["id"]
+    other = (await client.post("/in/bank", json={"type": "order.paid"})).json()["id"]
+    await expect(page.locator(f'#events tr[data-event="{wanted}"]')).to_have_count(1)
+    assert await page.locator(f'#events tr[data-event="{other}"]').count() == 0
+    assert await page.locator("#events tr").count() == 1
+    assert console.errors == []
