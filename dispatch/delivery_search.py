@@ -94,13 +94,15 @@ async def search_deliveries(query: DeliveryQuery, limit: int, after: str | None,
         condition &= Q(endpoint_id=query.endpoint)
         if not query.statuses:
             return await _exact(condition, limit)
-        candidates = await Delivery.filter(condition).order_by("-id").limit(window)
+        candidates = await (Delivery.filter(condition).order_by("-id").limit(window)
+                            .values_list("id", "status"))
         wanted = set(query.statuses)
-        found = [row for row in candidates if row.status in wanted]
+        matched = [row_id for row_id, status in candidates if status in wanted][:limit + 1]
+        found = list(await Delivery.filter(id__in=matched).order_by("-id")) if matched else []
         if len(found) > limit:
             return Page(found[:limit], found[limit - 1].id)
         more = len(candidates) == window
-        return Page(found, candidates[-1].id if more else None)
+        return Page(found, candidates[-1][0] if more else None)
     if not query.statuses:
         return await _exact(condition, limit)
     merged: list[Delivery] = []
