@@ -1,4 +1,4 @@
-"""Admin API for endpoints, deliveries and replays (DESIGN.md, "HTTP surface")."""
+"""Admin API for endpoints, deliveries, replays and the bulk actions on them."""
 
 from __future__ import annotations
 
