@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -223,6 +225,13 @@ class Stack:
             process.wait_started()
         return started
 
+    def runrelay(self, name: str = "runrelay", env: dict[str, str] | None = None) -> Runrelay:
+        """The default `runrelay` (web workers and dispatchers) on this stack's database."""
+        relay = Runrelay(name, {**self.env, **(env or {})}, self.workdir)
+        self._dispatchers.append(relay)
+        relay.start()
+        return relay
+
     def close(self) -> None:
         for process in self._dispatchers:
             process.stop()
@@ -299,6 +308,68 @@ class Dispatcher:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+class Runrelay(Dispatcher):
+    """`python manage.py runrelay` as `make run` starts it (default web workers and
+    dispatchers, supervised), against the stack's PostgreSQL; started when every dispatcher
+    says it dispatches. CPU, schedstat and RSS are those of its children."""
+
+    def __init__(self, name: str, env: dict[str, str], logs: Path) -> None:
+        super().__init__(name, env, logs)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180.0) -> None:
+        self.launch()
+        self.wait_started(timeout)
+
+    def launch(self) -> None:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
+        self.process = subprocess.Popen(
+            [PYTHON, "manage.py", "runrelay", "--port", str(self.port)], cwd=ROOT,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_started(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            text = self.log_path.read_text(errors="replace")
+            banner = re.search(r"(\d+) web worker\(s\), (\d+) dispatcher\(s\)", text)
+            if banner and text.count("dispatching as") >= int(banner.group(2)):
+                self.workers = int(banner.group(1)), int(banner.group(2))
+                return
+            time.sleep(0.05)
+        raise BenchError(f"{self.name} did not start within {timeout:.0f} s\n{self.log_tail()}")
+
+    def _children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def rss(self) -> int:
+        sizes = []
+        for child in self._children():
+            with contextlib.suppress(psutil.Error):
+                sizes.append(child.memory_info().rss)
+        value = max(sizes, default=0)
+        self.rss_samples.append(value)
+        return value
+
+    def schedstat(self) -> tuple[float, float]:
+        running = waiting = 0.0
+        for child in self._children():
+            try:
+                fields = Path(f"/proc/{child.pid}/schedstat").read_text().split()
+                running += int(fields[0]) / 1e9
+                waiting += int(fields[1]) / 1e9
+            except (OSError, IndexError, ValueError):
+                pass
+        return running, waiting
+
+    def cpu_seconds(self) -> float:
+        return processes_cpu_seconds([self.pid])
 
 
 def processes_cpu_seconds(pids: Sequence[int]) -> float:
@@ -412,7 +483,7 @@ async def drain(stack: Stack, name: str, *, remaining_sql: str, remaining_args: 
                 total: int, endpoint_ids: Sequence[str], timeout: float,
                 profile: str | None = None, interval: float = 0.05,
                 on_progress=None) -> dict[str, Any]:
-    """Start a dispatcher, wait until `remaining_sql` (a count, cheap: it is polled every
+    """Start `runrelay` (as `make run` does), wait until `remaining_sql` (a count, cheap: it is polled every
     `interval` s) is 0, stop it. The time runs from the first attempt to one of
     `endpoint_ids` (its recorded start) to the poll that saw 0.
 
@@ -420,7 +491,7 @@ async def drain(stack: Stack, name: str, *, remaining_sql: str, remaining_args: 
     PostgreSQL, the dispatcher's (on-CPU, waiting-for-CPU) seconds and its largest RSS.
     """
     connection = await connect(stack.url)
-    dispatcher = stack.dispatcher(name)
+    dispatcher = stack.runrelay(name)
     profiler = start_profiler(dispatcher.pid, profile) if profile else None
     try:
         cpu_before = dispatcher.cpu_seconds(), postgres_cpu_seconds(stack)

@@ -259,8 +259,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
     try:
         stack.start()
         await sink.start()
-        say("Starting Relay's web process (uvicorn) and a dispatcher (`manage.py dispatch`) ...")
-        relay = stack.web("web")
+        say("Starting Relay as `make run` does (`manage.py runrelay`: web workers and "
+            "dispatchers) ...")
+        relay = stack.runrelay("runrelay")
+        dispatcher = relay
         secret = secrets.token_hex(32)
         status, answer = http_json("POST", f"{relay.base}/api/v1/sources", {
             "slug": "bench", "name": "latency",
@@ -272,7 +274,6 @@ async def orchestrate(args: argparse.Namespace) -> int:
         extra = {"max_in_flight": args.max_in_flight} if args.max_in_flight else {}
         stack.create_endpoints([{"url": sink.url(path), "description": f"latency {path}", **extra}
                                 for path in PATHS], web=relay)
-        dispatcher = stack.dispatcher("dispatch")
         say(f"  {load_average()}")
         connector = aiohttp.TCPConnector(limit=args.connections)
         async with aiohttp.ClientSession(connector=connector) as session:

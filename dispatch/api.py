@@ -15,17 +15,21 @@ from ninja.responses import Status
 from pydantic import field_validator
 
 from dispatch import actions, delivery_search, queue
+from dispatch.endpoint_headers import MASK, decrypt_headers, encrypt_headers, masked
 from dispatch.filters import FilterError, validate_filter
 from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
+from dispatch.own_ingest import is_own_ingest, own_bases
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
+from dispatch.stats_api import StatsOut
 from hooks.api import SLUG_PATTERN
 from hooks.event_search import EventQuery, SearchError, parse_event_query, parse_time
 from hooks.event_search import all_matching_ids as matching_event_ids
 from hooks.headers import HOP_BY_HOP
 from hooks.models import Event
 from relay.api import (
+    InputSchema,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -36,6 +40,7 @@ from relay.api import (
 )
 from relay.crypto import decrypt_secret, encrypt_secret, new_signing_secret
 from relay.ids import new_id
+from relay.partitions import ids_after
 
 router = Router()
 
@@ -43,6 +48,9 @@ ROTATION_OVERLAP = timedelta(hours=24)
 MAX_HEADERS = 50
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}$")
 RESERVED_PREFIXES = (*DROPPED_PREFIXES, "x-relay-")
+PRINTABLE_VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
+"""What an endpoint's header value may hold: sent as it is, it must mean the same bytes
+to every HTTP stack on the way."""
 EVENT_TYPE = re.compile(r"^[^\s*]{1,255}\*?$|^\*$")
 SLUG = re.compile(SLUG_PATTERN)
 
@@ -50,7 +58,7 @@ SLUG = re.compile(SLUG_PATTERN)
 # --- schemas ---------------------------------------------------------------------------------
 
 
-class EndpointPatch(Schema):
+class EndpointPatch(InputSchema):
     url: str | None = Field(None, max_length=2048)
     description: str | None = Field(None, max_length=2000)
     enabled: bool | None = None
@@ -106,9 +114,9 @@ class EndpointPatch(Schema):
             if lower in HOP_BY_HOP or lower in DROPPED or lower.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"{name} is set by Relay or by the connection and cannot be "
                                  "given here")
-            if any(ch in value for ch in "\r\n\x00") or len(value) > 8192:
-                raise ValueError(f"the value of {name} must be one line of at most 8192 "
-                                 "characters")
+            if not PRINTABLE_VALUE.match(value) or len(value) > 8192:
+                raise ValueError(f"the value of {name} must be one line of printable ASCII "
+                                 "(spaces and tabs allowed), at most 8192 characters")
         return headers
 
     @field_validator("retry_schedule")
@@ -161,7 +169,7 @@ class SecretOut(Schema):
     secret: str
 
 
-class RecoverIn(Schema):
+class RecoverIn(InputSchema):
     since: datetime
     until: datetime | None = None
 
@@ -173,18 +181,6 @@ class CountOut(Schema):
 class TestOut(Schema):
     event_id: str
     delivery_id: str
-
-
-class StatsOut(Schema):
-    success_rate: float | None
-    attempts: int
-    failures: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    in_flight: int
-    pending: int
-    circuit: str
 
 
 class DeliveryOut(Schema):
@@ -221,7 +217,7 @@ class DeliveryList(Schema):
     next_cursor: str | None
 
 
-class ReplayIn(Schema):
+class ReplayIn(InputSchema):
     endpoint_id: str | None = None
 
 
@@ -237,7 +233,13 @@ class Detail(Schema):
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def endpoint_out(row: Endpoint) -> dict[str, Any]:
+def is_admin(request: HttpRequest) -> bool:
+    return getattr(request.auth, "scope", None) == "admin"  # type: ignore[attr-defined]
+
+
+def endpoint_out(row: Endpoint, reveal: bool) -> dict[str, Any]:
+    """The endpoint's answer; its headers' values only when `reveal` (admin tokens)."""
+    headers = decrypt_headers(row.headers_encrypted)
     return {
         "id": row.id,
         "url": row.url,
@@ -247,7 +249,7 @@ def endpoint_out(row: Endpoint) -> dict[str, Any]:
         "event_types": row.event_types or [],
         "sources": row.sources or [],
         "filter": row.filter_rule,
-        "headers": row.headers or {},
+        "headers": headers if reveal else masked(headers),
         "timeout_seconds": row.timeout_seconds,
         "max_in_flight": row.max_in_flight,
         "rate_limit_per_second": row.rate_limit_per_second,
@@ -272,7 +274,9 @@ def delivery_out(row: Delivery) -> dict[str, Any]:
     }
 
 
-def attempt_out(row: Attempt) -> dict[str, Any]:
+def attempt_out(row: Attempt, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """An attempt; values of the request headers named in `hidden` masked."""
+    sent = row.request_headers or {}
     return {
         "id": row.id,
         "number": row.number,
@@ -280,7 +284,8 @@ def attempt_out(row: Attempt) -> dict[str, Any]:
         "duration_ms": row.duration_ms,
         "status_code": row.status_code,
         "error": row.error,
-        "request_headers": row.request_headers or {},
+        "request_headers": {name: MASK if name.lower() in hidden else value
+                            for name, value in sent.items()},
         "response_headers": row.response_headers or {},
         "response_body": row.response_body,
     }
@@ -288,7 +293,10 @@ def attempt_out(row: Attempt) -> dict[str, Any]:
 
 async def delivery_summaries(event_id: str) -> list[dict[str, Any]]:
     """The deliveries of one event (for the event detail answer in hooks.api)."""
-    return [delivery_out(row) for row in await Delivery.filter(event_id=event_id).order_by("id")]
+    queryset = Delivery.filter(event_id=event_id)
+    if (low := ids_after("dlv", event_id)) is not None:
+        queryset = queryset.filter(id__gte=low)  # days before the event hold none of them
+    return [delivery_out(row) for row in await queryset.order_by("id")]
 
 
 def _check_filter(rule: dict[str, Any] | None) -> None:
@@ -298,6 +306,12 @@ def _check_filter(rule: dict[str, Any] | None) -> None:
         validate_filter(rule)
     except FilterError as exc:
         raise HttpError(422, str(exc)) from None
+
+
+def _refuse_own_ingest(request: HttpRequest, url: str | None) -> None:
+    if url is not None and is_own_ingest(url, own_bases(request, settings.RELAY_PUBLIC_URL)):
+        raise HttpError(422, "url: points at this Relay's own ingest (/in/…): every event "
+                             "would come back as a new event, without end")
 
 
 async def _endpoint_or_404(endpoint_id: str) -> Endpoint:
@@ -324,12 +338,14 @@ def _aware(moment: datetime) -> datetime:
 @router.get("/endpoints", response=EndpointList, tags=["endpoints"])
 async def list_endpoints(request: HttpRequest, limit: int = 50, cursor: str | None = None):
     rows, next_cursor = await paginate(Endpoint.filter(deleted_at=None), limit, cursor)
-    return {"data": [endpoint_out(row) for row in rows], "next_cursor": next_cursor}
+    reveal = is_admin(request)
+    return {"data": [endpoint_out(row, reveal) for row in rows], "next_cursor": next_cursor}
 
 
 @router.post("/endpoints", response={201: EndpointWithSecret, 422: Detail}, tags=["endpoints"])
 async def create_endpoint(request: HttpRequest, payload: EndpointIn):
     _check_filter(payload.filter)
+    _refuse_own_ingest(request, payload.url)
     secret = new_signing_secret()
     row = await Endpoint.create(
         id=new_id("ep"),
@@ -341,23 +357,23 @@ async def create_endpoint(request: HttpRequest, payload: EndpointIn):
         event_types=payload.event_types,
         sources=payload.sources,
         filter_rule=payload.filter,
-        headers=payload.headers,
+        headers_encrypted=encrypt_headers(payload.headers),
         timeout_seconds=payload.timeout_seconds,
         max_in_flight=payload.max_in_flight,
         rate_limit_per_second=payload.rate_limit_per_second,
         retry_schedule=payload.retry_schedule,
     )
-    return Status(201, {**endpoint_out(row), "secret": secret})
+    return Status(201, {**endpoint_out(row, True), "secret": secret})
 
 
 @router.get("/endpoints/{endpoint_id}", response=EndpointOut, tags=["endpoints"])
 async def get_endpoint(request: HttpRequest, endpoint_id: str):
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return endpoint_out(await _endpoint_or_404(endpoint_id), is_admin(request))
 
 
 _PATCHABLE = {
     "url": "url", "description": "description", "event_types": "event_types",
-    "sources": "sources", "filter": "filter_rule", "headers": "headers",
+    "sources": "sources", "filter": "filter_rule", "headers": "headers_encrypted",
     "timeout_seconds": "timeout_seconds", "max_in_flight": "max_in_flight",
     "rate_limit_per_second": "rate_limit_per_second", "retry_schedule": "retry_schedule",
 }
@@ -374,12 +390,15 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
             raise HttpError(422, f"{name}: must not be null")
     if "filter" in given:
         _check_filter(payload.filter)
+    _refuse_own_ingest(request, given.get("url"))
     changed = {attribute: given[name] for name, attribute in _PATCHABLE.items() if name in given}
+    if "headers" in given:
+        changed["headers_encrypted"] = encrypt_headers(given["headers"])
     if changed:
         await _save(row, changed)
     if "enabled" in given and given["enabled"] != row.enabled:
         return await _set_enabled(request, endpoint_id, given["enabled"])
-    return endpoint_out(row)
+    return endpoint_out(row, True)
 
 
 @router.delete("/endpoints/{endpoint_id}", response={204: None}, tags=["endpoints"])
@@ -406,7 +425,7 @@ async def rotate_secret(request: HttpRequest, endpoint_id: str):
     await _save(row, {"previous_secret_encrypted": row.secret_encrypted,
                       "previous_secret_expires_at": now + ROTATION_OVERLAP,
                       "secret_encrypted": encrypt_secret(secret)}, now)
-    return {**endpoint_out(row), "secret": secret}
+    return {**endpoint_out(row, True), "secret": secret}
 
 
 async def _save(row: Endpoint, fields: dict[str, Any], now: datetime | None = None) -> None:
@@ -429,7 +448,7 @@ async def _set_enabled(request: HttpRequest, endpoint_id: str, enabled: bool) ->
     as it is then (enabling an endpoint Relay disables again at once shows disabled)."""
     await _endpoint_or_404(endpoint_id)
     await actions.set_endpoint_enabled(endpoint_id, enabled, _disabled_reason(request))
-    return endpoint_out(await _endpoint_or_404(endpoint_id))
+    return endpoint_out(await _endpoint_or_404(endpoint_id), True)
 
 
 @router.post("/endpoints/{endpoint_id}/enable", response=EndpointOut, tags=["endpoints"])
@@ -513,8 +532,17 @@ async def list_deliveries(request: HttpRequest,
 @router.get("/deliveries/{delivery_id}", response=DeliveryDetail, tags=["deliveries"])
 async def get_delivery(request: HttpRequest, delivery_id: str):
     row = await _delivery_or_404(delivery_id)
-    attempts = await Attempt.filter(delivery_id=row.id).order_by("number", "id")
-    return {**delivery_out(row), "attempts": [attempt_out(a) for a in attempts]}
+    attempts_query = Attempt.filter(delivery_id=row.id)
+    if (low := ids_after("att", row.id)) is not None:
+        attempts_query = attempts_query.filter(id__gte=low)
+    attempts = await attempts_query.order_by("number", "id")
+    hidden: frozenset[str] = frozenset()
+    if not is_admin(request):
+        # Attempts record endpoint headers masked; older records may not: hide them here.
+        endpoint = await Endpoint.get_or_none(id=row.endpoint_id)
+        stored = endpoint.headers_encrypted if endpoint is not None else None
+        hidden = frozenset(name.lower() for name in decrypt_headers(stored))
+    return {**delivery_out(row), "attempts": [attempt_out(a, hidden) for a in attempts]}
 
 
 @router.post("/deliveries/{delivery_id}/retry", response={202: DeliveryOut, 409: Detail},
@@ -557,9 +585,7 @@ MAX_REPLAY_EVENTS = 10_000
 """A bulk replay refuses filters that match more events than this: narrow them."""
 
 
-class BulkRetryIn(Schema):
-    model_config = {"extra": "forbid"}
-
+class BulkRetryIn(InputSchema):
     endpoint_id: str | None = Field(None, description="Only this endpoint's deliveries.")
     statuses: list[Literal["failed", "retrying"]] = Field(
         ..., min_length=1, description="The statuses to retry: failed and/or retrying.")
@@ -567,9 +593,7 @@ class BulkRetryIn(Schema):
     until: datetime | None = Field(None, description="Deliveries created before.")
 
 
-class BulkReplayIn(Schema):
-    model_config = {"extra": "forbid"}
-
+class BulkReplayIn(InputSchema):
     source: str | None = Field(None, description="A source slug.")
     event_type: str | None = Field(None, description="An exact type or a prefix ending in *.")
     since: str | None = Field(None, description="ISO 8601; received at or after.")

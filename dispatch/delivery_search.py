@@ -18,6 +18,7 @@ from tortoise.expressions import Q
 
 from dispatch.models import DELIVERY_STATUSES, Delivery
 from relay.ids import lowest_id
+from relay.partitions import ids_after
 
 CANDIDATES_PER_PAGE = 2000
 
@@ -85,6 +86,8 @@ async def search_deliveries(query: DeliveryQuery, limit: int, after: str | None,
     condition = _bounds(query, after)
     if query.event:
         condition &= Q(event_id=query.event)
+        if (low := ids_after("dlv", query.event)) is not None:
+            condition &= Q(id__gte=low)
         if query.endpoint:
             condition &= Q(endpoint_id=query.endpoint)
         if query.statuses:

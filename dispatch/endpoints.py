@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from django.conf import settings
 
+from dispatch.endpoint_headers import decrypt_headers
 from relay.crypto import decrypt_secret
 
 log = logging.getLogger("relay.dispatch")
@@ -105,7 +106,7 @@ def target_from_row(row: Any) -> Target:
     return Target(
         id=row["id"],
         url=row["url"],
-        headers=_json(row["headers"]) or {},
+        headers=decrypt_headers(row["headers_encrypted"]),
         secret=decrypt_secret(row["secret_encrypted"]),
         previous_secret=decrypt_secret(previous) if previous else None,
         previous_secret_expires_at=row["previous_secret_expires_at"],
@@ -120,7 +121,7 @@ def target_from_row(row: Any) -> Target:
 
 class Targets:
     _LOAD = (
-        "SELECT id, url, headers, secret_encrypted, previous_secret_encrypted,"
+        "SELECT id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
         " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
         " retry_schedule, updated_at FROM endpoint WHERE id = ANY($1::text[])"
     )

@@ -15,10 +15,11 @@ Comparing incompatible types is simply false (a bool is not a number).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from relay.json_depth import loads_bounded
 
 NOT_JSON = object()
 """Pass this as the document when the event body is not JSON: it matches no filter."""
@@ -132,40 +133,55 @@ def _type_name(value: object) -> str:
 
 # --- evaluation ------------------------------------------------------------------------------
 
+MAX_VISITS = 100_000
+"""Body elements one filter may look at for one event. A filter that needs more (a huge
+array in the body against a long `$in` list) gives up: the event does not match."""
 
-def matches_filter(rule: dict | None, document: object) -> bool:
+
+class FilterBudget:
+    """The work one filter may do on one event; `exhausted` says it gave up."""
+
+    __slots__ = ("exhausted", "left", "limit")
+
+    def __init__(self, limit: int = MAX_VISITS) -> None:
+        self.limit = limit
+        self.left = limit
+        self.exhausted = False
+
+    @property
+    def spent(self) -> int:
+        return self.limit - self.left
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            self.exhausted = True
+            raise _OverBudget
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def matches_filter(rule: dict | None, document: object,
+                   budget: FilterBudget | None = None) -> bool:
     """True when `document` (the parsed JSON body, or NOT_JSON) satisfies `rule`.
 
     A None rule matches everything. A non-null rule never matches a body that is not a JSON
-    object or array. `rule` should have passed `validate_filter`; a malformed part of it
-    simply does not match.
+    object or array, nor one it cannot decide within `budget` (then `budget.exhausted`).
+    `rule` should have passed `validate_filter`; a malformed part of it simply does not
+    match.
     """
     if rule is None:
         return True
     if document is NOT_JSON or not isinstance(document, dict | list):
         return False
-    return _filter(rule, document)
-
-
-def _filter(rule: object, node: object) -> bool:
-    if not isinstance(rule, dict):
+    try:
+        return _Evaluation(budget or FilterBudget()).filter(rule, document)
+    except (_OverBudget, RecursionError):
+        if budget is not None:
+            budget.exhausted = True
         return False
-    for key, value in rule.items():
-        if key == "$and":
-            ok = isinstance(value, list) and bool(value) and all(_filter(f, node) for f in value)
-        elif key == "$or":
-            ok = isinstance(value, list) and any(_filter(f, node) for f in value)
-        elif key == "$not":
-            ok = isinstance(value, dict) and not _filter(value, node)
-        elif isinstance(key, str) and key.startswith("$"):
-            check = _OPERATORS.get(key)
-            ok = check is not None and check(node, value)
-        else:
-            field = _resolve(node, key)
-            ok = _filter(value, field) if isinstance(value, dict) else _equals(field, value)
-        if not ok:
-            return False
-    return True
 
 
 def _resolve(node: object, path: str) -> object:
@@ -183,31 +199,108 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _same(a: object, b: object) -> bool:
-    """JSON equality: 1 == 1.0, but true != 1 and "1" != 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if _is_number(a) or _is_number(b):
-        return _is_number(a) and _is_number(b) and a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if a is None or b is None:
-        return a is None and b is None
-    return type(a) is type(b) and a == b
+def _scalar_key(value: object) -> tuple[str, object] | None:
+    """A hashable key equal for JSON-equal scalars (1 and 1.0 alike, true and 1 not)."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if _is_number(value):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if value is None:
+        return ("z", None)
+    return None
 
 
-def _equals(field: object, value: object) -> bool:
-    if field is _MISSING:
-        return False
-    if _same(field, value):
+class _Evaluation:
+    """One filter on one event, every element visited paid for from the budget."""
+
+    def __init__(self, budget: FilterBudget) -> None:
+        self.budget = budget
+
+    def filter(self, rule: object, node: object) -> bool:
+        if not isinstance(rule, dict):
+            return False
+        self.budget.spend(1)
+        for key, value in rule.items():
+            if key == "$and":
+                ok = isinstance(value, list) and bool(value) and all(
+                    self.filter(f, node) for f in value)
+            elif key == "$or":
+                ok = isinstance(value, list) and any(self.filter(f, node) for f in value)
+            elif key == "$not":
+                ok = isinstance(value, dict) and not self.filter(value, node)
+            elif isinstance(key, str) and key.startswith("$"):
+                ok = self.operator(key, node, value)
+            else:
+                field = _resolve(node, key)
+                ok = (self.filter(value, field) if isinstance(value, dict)
+                      else self.equals(field, value))
+            if not ok:
+                return False
         return True
-    return isinstance(field, list) and any(_same(item, value) for item in field)
 
+    def same(self, a: object, b: object) -> bool:
+        """JSON equality: 1 == 1.0, but true != 1 and "1" != 1."""
+        self.budget.spend(1)
+        if isinstance(a, bool) or isinstance(b, bool):
+            return isinstance(a, bool) and isinstance(b, bool) and a == b
+        if _is_number(a) or _is_number(b):
+            return _is_number(a) and _is_number(b) and a == b
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(
+                self.same(x, y) for x, y in zip(a, b, strict=True))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(self.same(a[k], b[k]) for k in a)
+        if a is None or b is None:
+            return a is None and b is None
+        return type(a) is type(b) and a == b
 
-def _in(field: object, values: object) -> bool:
-    return isinstance(values, list) and any(_equals(field, value) for value in values)
+    def equals(self, field: object, value: object) -> bool:
+        return self.among(field, [value])
+
+    def among(self, field: object, values: list[object]) -> bool:
+        """`field` (or, for an array, one of its elements) equals one of `values`."""
+        if field is _MISSING:
+            return False
+        keys = {key for key in map(_scalar_key, values) if key is not None}
+        others = [value for value in values if _scalar_key(value) is None]
+        self.budget.spend(1 + len(field) if isinstance(field, list) else 1)
+        candidates = [field, *field] if isinstance(field, list) else [field]
+        for candidate in candidates:
+            key = _scalar_key(candidate)
+            if key is not None:
+                if key in keys:
+                    return True
+            elif any(self.same(candidate, other) for other in others):
+                return True
+        return False
+
+    def contains(self, field: object, operand: object) -> bool:
+        if isinstance(field, str):
+            self.budget.spend(1 + len(field) // 64)
+            return isinstance(operand, str) and operand in field
+        if isinstance(field, list):
+            self.budget.spend(len(field))
+            key = _scalar_key(operand)
+            if key is not None:
+                return any(_scalar_key(item) == key for item in field)
+            return any(self.same(item, operand) for item in field)
+        return False
+
+    def operator(self, op: str, field: object, operand: object) -> bool:
+        if op == "$eq":
+            return self.equals(field, operand)
+        if op == "$neq":
+            return not self.equals(field, operand)
+        if op == "$in":
+            return isinstance(operand, list) and self.among(field, operand)
+        if op == "$nin":
+            return isinstance(operand, list) and not self.among(field, operand)
+        if op == "$contains":
+            return self.contains(field, operand)
+        check = _SCALAR_OPERATORS.get(op)
+        return check is not None and check(field, operand)
 
 
 def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[object, object], bool]:
@@ -221,19 +314,7 @@ def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[object, object], 
     return check
 
 
-def _contains(field: object, operand: object) -> bool:
-    if isinstance(field, str):
-        return isinstance(operand, str) and operand in field
-    if isinstance(field, list):
-        return any(_same(item, operand) for item in field)
-    return False
-
-
-_OPERATORS: dict[str, Callable[[object, object], bool]] = {
-    "$eq": _equals,
-    "$neq": lambda field, value: not _equals(field, value),
-    "$in": _in,
-    "$nin": lambda field, values: isinstance(values, list) and not _in(field, values),
+_SCALAR_OPERATORS: dict[str, Callable[[object, object], bool]] = {
     "$gt": _ordered(lambda a, b: a > b),
     "$gte": _ordered(lambda a, b: a >= b),
     "$lt": _ordered(lambda a, b: a < b),
@@ -245,7 +326,6 @@ _OPERATORS: dict[str, Callable[[object, object], bool]] = {
     "$endsWith": lambda field, suffix: (
         isinstance(field, str) and isinstance(suffix, str) and field.endswith(suffix)
     ),
-    "$contains": _contains,
 }
 
 
@@ -286,18 +366,20 @@ def endpoint_wants(
     event_type: str | None,
     source_slug: str | None,
     document: object,
+    budget: FilterBudget | None = None,
 ) -> bool:
     """The routing decision for one endpoint and one event."""
     return (
         event_type_matches(event_types, event_type)
         and source_matches(sources, source_slug)
-        and matches_filter(rule, document)
+        and matches_filter(rule, document, budget)
     )
 
 
 def parse_document(body: bytes) -> object:
-    """The event body as JSON for `matches_filter`, or NOT_JSON."""
+    """The event body as JSON for `matches_filter`, or NOT_JSON (also for a body nested
+    deeper than `relay.json_depth.MAX_JSON_DEPTH`)."""
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        return loads_bounded(body)
+    except ValueError:
         return NOT_JSON

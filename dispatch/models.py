@@ -27,7 +27,8 @@ class Endpoint(Model):
     event_types = fields.JSONField(default=list)
     sources = fields.JSONField(default=list)
     filter_rule = fields.JSONField(null=True, source_field="filter")
-    headers = fields.JSONField(default=dict)
+    headers_encrypted = fields.TextField(null=True)
+    """The endpoint's extra headers (`dispatch.endpoint_headers`): secrets, so encrypted."""
     timeout_seconds = fields.FloatField(null=True)
     max_in_flight = fields.IntField(default=10)
     rate_limit_per_second = fields.FloatField(null=True)

@@ -1,8 +1,10 @@
-"""The headers of an outgoing delivery (DESIGN.md, "Outgoing request headers")."""
+"""The headers of an outgoing delivery: forwarded, the endpoint's own, then Relay's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from relay.hops import HOPS_HEADER, hops_of
 
 DROPPED = frozenset({
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
@@ -12,6 +14,41 @@ DROPPED = frozenset({
     "expect",
 })
 DROPPED_PREFIXES = ("proxy-", "webhook-")
+_UNSENDABLE = frozenset("\r\n\x00")
+
+
+def wire_text(value: str) -> str | None:
+    """The value as the text whose UTF-8 encoding is the bytes to send, or None when no
+    request can carry it.
+
+    Received header values are stored as their bytes read as latin-1, so the original bytes
+    come back with `encode("latin-1")`. The outgoing client writes header text as UTF-8:
+    bytes that are valid UTF-8 (`Café Zürich` from curl) go out exactly as received; other
+    bytes, line breaks and NUL cannot, and the header is left out.
+    """
+    if value.isascii():
+        text = value
+    else:
+        try:
+            text = value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return None
+    if any(char in _UNSENDABLE for char in text):
+        return None
+    return text
+
+
+def split_sendable(headers: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the headers as the text to send, byte-exact; the names of those left out)."""
+    kept: dict[str, str] = {}
+    dropped: list[str] = []
+    for name, value in headers.items():
+        text = wire_text(value)
+        if text is None or not name.isascii() or any(char in _UNSENDABLE for char in name):
+            dropped.append(name)
+        else:
+            kept[name] = text
+    return kept, dropped
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
@@ -59,6 +96,7 @@ def outgoing_headers(
     `webhook-*` / `x-relay-*` headers. `content_type` fills `content-type` only when the
     event carries none (published events).
     """
+    hops = hops_of({name.lower(): value for name, value in event_headers.items()}) + 1
     headers = _kept(event_headers)
     headers.update(_kept(endpoint_headers or {}))
     if content_type and "content-type" not in headers:
@@ -66,6 +104,8 @@ def outgoing_headers(
     for name in [name for name in headers if name.startswith("x-relay-")]:
         del headers[name]
     headers["user-agent"] = f"Relay/{version}"
+    # A compressed answer could expand far past what is kept of it: ask for none.
+    headers["accept-encoding"] = "identity"
     headers["webhook-id"] = event_id
     headers["webhook-timestamp"] = str(int(timestamp))
     headers["webhook-signature"] = signature
@@ -75,4 +115,5 @@ def outgoing_headers(
         headers["x-relay-source"] = source_slug
     headers["x-relay-attempt"] = str(int(attempt))
     headers["x-relay-delivery-id"] = delivery_id
+    headers[HOPS_HEADER] = str(hops)
     return headers

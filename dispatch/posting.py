@@ -1,7 +1,14 @@
-"""One delivery POST on the shared client, and its answer read to at most 8 KiB."""
+"""One delivery POST on the shared client, and its answer read to at most 8 KiB.
+
+Relay asks for `Accept-Encoding: identity`. A subscriber that compresses anyway gets one
+layer (gzip or deflate) decoded incrementally, never past the kept 8 KiB; the raw bytes
+read are capped too, so a small compressed answer cannot expand into gigabytes. An answer
+with more than one encoding layer is refused (`AnswerEncodingError`, error `protocol`).
+"""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import httpx
@@ -9,6 +16,16 @@ import httpx
 from dispatch.ssrf import DeliveryClient
 
 RESPONSE_BODY_LIMIT = 8 * 1024
+RAW_READ_LIMIT = 256 * 1024
+"""Raw (still encoded) bytes read at most, whatever they decode to."""
+
+_GZIP = frozenset({"gzip", "x-gzip"})
+_DEFLATE = "deflate"
+_NO_LAYER = frozenset({"", "identity"})
+
+
+class AnswerEncodingError(httpx.DecodingError):
+    """The answer's Content-Encoding is one Relay does not decode (several layers)."""
 
 
 @dataclass(slots=True)
@@ -17,7 +34,7 @@ class Answer:
     headers: dict[str, str]
     """Lower-case names; a repeated header joined with ", "."""
     body: bytes
-    """At most the limit, decoded when the answer had a Content-Encoding."""
+    """At most the limit, decoded when the answer had one gzip or deflate layer."""
 
 
 def response_headers(headers: httpx.Headers) -> dict[str, str]:
@@ -29,19 +46,68 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
     return joined
 
 
-async def read_capped(response: httpx.Response, limit: int = RESPONSE_BODY_LIMIT) -> bytes:
-    """At most `limit` bytes of the body (decoded, as `aiter_bytes` gives it); the rest is
-    never read. Without a Content-Encoding the decoded bytes are the raw bytes: they are
-    read without httpx's decoding layers."""
+def encoding_layers(headers: httpx.Headers) -> list[str]:
+    """The Content-Encoding layers in the order they were applied, `identity` left out."""
+    layers = [token.strip().lower()
+              for value in headers.get_list("content-encoding")
+              for token in value.split(",")]
+    return [layer for layer in layers if layer not in _NO_LAYER]
+
+
+class _LayerDecoder:
+    """One gzip/deflate layer decoded with a bound on its output (zlib's `max_length`)."""
+
+    def __init__(self, layer: str) -> None:
+        self.layer = layer
+        self.inflate: zlib._Decompress | None = None
+        if layer in _GZIP:
+            self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif layer == _DEFLATE:
+            self.inflate = zlib.decompressobj()  # zlib-wrapped; raw deflate retried below
+        self.first = True
+
+    def decode(self, chunk: bytes, room: int) -> bytes:
+        """At most `room` decoded bytes of `chunk` (unknown layers pass bytes through)."""
+        if self.inflate is None:
+            return chunk[:room]
+        try:
+            out = self.inflate.decompress(chunk, room)
+        except zlib.error:
+            if not (self.first and self.layer == _DEFLATE):
+                raise httpx.DecodingError(f"the answer is not valid {self.layer}") from None
+            self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._raw_deflate(chunk, room)
+        self.first = False
+        return out
+
+    def _raw_deflate(self, chunk: bytes, room: int) -> bytes:
+        assert self.inflate is not None
+        try:
+            return self.inflate.decompress(chunk, room)
+        except zlib.error:
+            raise httpx.DecodingError("the answer is not valid deflate") from None
+
+
+async def read_capped(response: httpx.Response, limit: int = RESPONSE_BODY_LIMIT,
+                      raw_limit: int = RAW_READ_LIMIT) -> bytes:
+    """At most `limit` decoded bytes of the body, from at most `raw_limit` raw bytes read
+    (`aiter_raw`: httpx's own decoders never run). The rest is never read."""
+    layers = encoding_layers(response.headers)
+    if len(layers) > 1:
+        raise AnswerEncodingError(
+            f"the answer has {len(layers)} content-encoding layers "
+            f"({', '.join(layers)}); at most one is decoded")
+    decoder = _LayerDecoder(layers[0]) if layers else None
     chunks: list[bytes] = []
-    size = 0
-    encoded = "content-encoding" in response.headers
-    async for chunk in (response.aiter_bytes() if encoded else response.aiter_raw()):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
+    size = raw = 0
+    async for chunk in response.aiter_raw():
+        raw += len(chunk)
+        piece = chunk if decoder is None else decoder.decode(chunk, limit - size)
+        chunks.append(piece[:limit - size])
+        size += len(chunks[-1])
+        if size >= limit or raw >= raw_limit:
             break
-    return b"".join(chunks)[:limit]
+    return b"".join(chunks)
 
 
 async def post_capped(client: DeliveryClient, url: httpx.URL, *, content: bytes,

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from tortoise import connections
 
+from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from relay.ids import new_id
 
 DUE_CHANNEL = "relay_due"
@@ -63,11 +64,28 @@ LEFT JOIN (claimed c
 earliest not-yet-due delivery becomes due); one row with `id` NULL when none was leased,
 so the claim answers both questions in one round trip."""
 
+def _circuit_closed(cooldown: str) -> str:
+    """SQL: the delivery's endpoint is not resting its open circuit, nor waiting for the
+    probe of its half-open one (`cooldown`: the parameter holding the cool-down).
+
+    A scalar subquery, looked up per row the scan reaches: as `NOT EXISTS` the planner
+    turned it into an anti-join over every due delivery, sorted, instead of walking the
+    due index in order and stopping at the limit."""
+    return f"""coalesce((
+          SELECT e.circuit_opened_at IS NULL
+              OR (e.circuit_opened_at <= now() - make_interval(secs => {cooldown})
+                  AND NOT coalesce(e.circuit_probe_at >= e.circuit_opened_at
+                                   AND e.circuit_probe_at > now() - make_interval(
+                                       secs => coalesce(e.timeout_seconds, $4) + $5), false))
+          FROM endpoint e WHERE e.id = delivery.endpoint_id), true)"""  # noqa: S608 - constant SQL text
+
+
 _CLAIM = """
 WITH due AS (
     SELECT id FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND """ + _circuit_closed("$6") + """
     ORDER BY next_attempt_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -78,6 +96,7 @@ WITH candidate AS (
     SELECT id, endpoint_id, next_attempt_at FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND """ + _circuit_closed("$10") + """
     ORDER BY next_attempt_at
     LIMIT $6
     FOR UPDATE SKIP LOCKED
@@ -136,6 +155,7 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
                 exclude: Sequence[str], default_timeout: float,
                 lease_margin: float,
                 allowances: Mapping[str, int] | None = None, reserved: int = 0,
+                circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
                 ) -> tuple[list[Claimed], datetime | None]:
     """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints;
     returns them and when the earliest not-yet-due delivery becomes due (None: none).
@@ -144,17 +164,19 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
     `max_in_flight` less `reserved`, what claims of this process still out may take of
     it), no endpoint gets more than its allowance, so a claim does not lease rows the
     endpoint's gate would only hand back. The lease lasts the endpoint's timeout
-    plus `lease_margin` seconds.
+    plus `lease_margin` seconds. Deliveries of an endpoint whose circuit is open (or
+    whose half-open circuit's probe is out) are left where they are, not leased and put
+    back one by one.
     """
     if allowances is not None:
         ids = list(allowances)
         rows = await connection.fetch(
             _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
             lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids],
-            reserved)
+            reserved, circuit_cooldown)
     else:
         rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
-                                      lease_margin)
+                                      lease_margin, circuit_cooldown)
     next_due = rows[0]["next_due"] if rows else None
     return [
         Claimed(

@@ -17,9 +17,14 @@ finds them locked or routed and inserts nothing for them.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from dispatch.endpoints import Subscription, Subscriptions
-from dispatch.filters import endpoint_wants, parse_document
+from dispatch.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, pooled
+from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
+from dispatch.rollups import COUNT_ROUTED_EVENTS
 
 _TAKE_UNROUTED = """
 SELECT s.n, s.changed, u.id, u.event_type, u.source_slug, u.body
@@ -38,11 +43,17 @@ WITH marked AS (
     UPDATE event SET routed_at = now()
     WHERE id IN (SELECT id FROM event WHERE id = ANY($1::text[]) AND routed_at IS NULL
                  FOR UPDATE SKIP LOCKED)
-    RETURNING id
-), inserted AS (
+    RETURNING id, source_slug, received_at
+), counted AS ({COUNT_ROUTED_EVENTS}), inserted AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
-    SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0, now(), now()
+    SELECT v.id, v.event_id, v.endpoint_id, 'pending', 0, 0,
+           (SELECT CASE WHEN NOT e.enabled THEN NULL
+                        WHEN e.circuit_opened_at IS NOT NULL
+                            THEN greatest(now(), e.circuit_opened_at + make_interval(secs => $5))
+                        ELSE now() END
+            FROM endpoint e WHERE e.id = v.endpoint_id),
+           now()
     FROM unnest($2::text[], $3::text[], $4::text[]) AS v(id, event_id, endpoint_id)
     JOIN marked ON marked.id = v.event_id
     RETURNING 1
@@ -52,26 +63,52 @@ SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
 FROM inserted
 """  # noqa: S608 - constant SQL text
 """Mark the events this statement could lock and that are still unrouted, insert the
-deliveries of exactly those, wake the dispatchers: all or nothing."""
+deliveries of exactly those, count them in their source's rollups, wake the dispatchers:
+all or nothing. A delivery to a disabled endpoint is inserted parked, one to an endpoint
+whose circuit is open due when the circuit half-opens: neither is claimed, put back nor
+updated meanwhile."""
 
 
-def match(subscriptions: list[Subscription], rows: list) -> list[tuple[str, str]]:
-    """(event id, endpoint id) for every endpoint that wants each event."""
+log = logging.getLogger("relay.dispatch")
+
+YIELD_EVERY = MAX_VISITS // 10
+"""Filter work (elements visited) after which matching lets the event loop run."""
+
+
+async def match(subscriptions: list[Subscription], rows: list) -> list[tuple[str, str]]:
+    """(event id, endpoint id) for every endpoint that wants each event.
+
+    Each filter has a bounded cost per event; one that gives up does not match, with a log
+    line saying so. The loop gets a turn whenever enough filter work has piled up, so a
+    batch of costly events does not stall other tasks of the process.
+    """
     pairs: list[tuple[str, str]] = []
+    unpaid = 0
     for row in rows:
         document: object = None
         for sub in subscriptions:
             if sub.rule is not None and document is None:
                 document = parse_document(bytes(row["body"] or b""))
+            budget = FilterBudget()
             if endpoint_wants(sub.event_types, sub.sources, sub.rule,
-                              row["event_type"], row["source_slug"], document):
+                              row["event_type"], row["source_slug"], document, budget):
                 pairs.append((row["id"], sub.id))
+            elif budget.exhausted:
+                log.warning("event %s not routed to endpoint %s: its filter gave up after "
+                            "%d body elements (limit %d)", row["id"], sub.id, budget.spent,
+                            budget.limit)
+            unpaid += budget.spent
+            if unpaid >= YIELD_EVERY:
+                unpaid = 0
+                await asyncio.sleep(0)
     return pairs
 
 
 class Router:
-    def __init__(self, batch: int = 500) -> None:
+    def __init__(self, batch: int = 500, circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
+                 ) -> None:
         self.batch = batch
+        self.circuit_cooldown = circuit_cooldown
         self.subscriptions = Subscriptions()
 
     async def route_batch(self) -> tuple[int, int, int]:
@@ -88,10 +125,11 @@ class Router:
             rows = [row for row in rows if row["id"] is not None]
             if not rows:
                 return 0, 0, 0
-            pairs = match(subscriptions, rows)
+            pairs = await match(subscriptions, rows)
             result = await connection.fetchrow(
                 _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
-                [event_id for event_id, _ in pairs], [endpoint_id for _, endpoint_id in pairs])
+                [event_id for event_id, _ in pairs], [endpoint_id for _, endpoint_id in pairs],
+                self.circuit_cooldown)
             return len(rows), result["events"], result["deliveries"]
 
     async def route_all(self) -> int:

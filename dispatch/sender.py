@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 
 import httpx
 
+from dispatch.endpoint_headers import mask_sent
 from dispatch.endpoints import Target
-from dispatch.outgoing import outgoing_headers
+from dispatch.outgoing import outgoing_headers, split_sendable
 from dispatch.posting import post_capped
 from dispatch.queue import Claimed
 from dispatch.signing import signature_header
@@ -64,12 +65,22 @@ def request_headers(job: Claimed, target: Target, now: datetime, version: str) -
     )
 
 
+def dropped_note(names: list[str]) -> str:
+    """The attempt's note for headers left out because no HTTP request can carry them."""
+    return ("not forwarded (characters a header cannot carry): "
+            + ", ".join(repr(name) for name in names[:10]))
+
+
 async def send(client: DeliveryClient, job: Claimed, target: Target, *,
                allowlist: Allowlist, version: str) -> AttemptResult:
     started_at = datetime.now(UTC)
-    headers = request_headers(job, target, started_at, version)
+    headers, dropped = split_sendable(request_headers(job, target, started_at, version))
     clock = time.perf_counter()
-    result = AttemptResult(started_at=started_at, duration_ms=0.0, request_headers=headers)
+    # The record keeps the endpoint's own header values masked: they are secrets.
+    result = AttemptResult(started_at=started_at, duration_ms=0.0,
+                           request_headers=mask_sent(headers, target.headers))
+    if dropped:
+        result.error_detail = dropped_note(dropped)
     try:
         _check_literal_target(target.url, tuple(allowlist))
         async with asyncio.timeout(target.timeout):

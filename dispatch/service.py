@@ -1,33 +1,10 @@
-"""Running a dispatcher: inside the web process (runrelay) or on its own (`dispatch`)."""
+"""Running a dispatcher process (`dispatch`, also as started by `runrelay`)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import signal
-
-from relay import lifecycle
-
-_running: list = []
-
-
-def run_dispatcher_in_web_process() -> None:
-    """Register the dispatcher to start and stop with the web process's lifespan."""
-
-    async def start() -> None:
-        from dispatch.worker import Dispatcher
-
-        dispatcher = Dispatcher()
-        await dispatcher.start()
-        _running.append(dispatcher)
-
-    async def stop() -> None:
-        while _running:
-            await _running.pop().stop()
-
-    lifecycle.on_startup(start)
-    lifecycle.on_shutdown(stop)
-
 
 GC_THRESHOLDS = (50_000, 20, 20)
 

@@ -3,7 +3,9 @@
 
 Durable state is rescheduled in the database (`next_attempt_at`), never by sleeping in
 the process. The endpoint's health (circuit breaker, failing-since, last success) is
-updated in the same transaction under the endpoint row lock, so every dispatcher agrees.
+updated in the same transaction under the endpoint row lock, so every dispatcher agrees,
+and so are the rollups (dispatch/rollups.py): their rows are those of the endpoints the
+transaction has locked first, so they add no lock order of their own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dispatch.retry import (
     parse_retry_after,
     should_auto_disable,
 )
+from dispatch.rollups import TOTAL_KEYS, AttemptFacts, record_attempts
 from dispatch.sender import AttemptResult
 from relay.bus import publish
 from relay.ids import new_id
@@ -155,6 +158,8 @@ class SettleWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._holding: set[asyncio.Task] = set()
+        self.total_key = random.choice(TOTAL_KEYS)
+        """This writer's all-endpoint rollup rows (dispatch/rollups.py)."""
 
     def add(self, item: Settlement) -> None:
         self._items.append(item)
@@ -211,6 +216,10 @@ class SettleWriter:
                 if state.disable_reason and await disable_endpoint(
                         connection, endpoint_id, state.disable_reason):
                     disabled[endpoint_id] = state.disable_reason
+            await record_attempts(connection, [
+                AttemptFacts(item.job.endpoint_id, item.result.started_at,
+                             item.result.status_code, item.result.duration_ms)
+                for item in batch], self.total_key)
         # After the commit, beside the next batches: results are not kept waiting (nor
         # their rows locked) while an opened circuit's backlog is pushed back.
         opened = {endpoint_id: state.opened for endpoint_id, state in health.items()

@@ -236,7 +236,8 @@ class DeliveryClient(httpx.AsyncClient):
         merged: list[tuple[str | bytes, str | bytes]] = [
             (name, value) for name, value in self.headers.raw
             if name.decode("latin-1").lower() not in overridden]
-        merged.extend(headers.items())
+        # Header text is sent as UTF-8 (`dispatch.outgoing.wire_text`), as aiohttp writes it.
+        merged.extend((name, value.encode("utf-8")) for name, value in headers.items())
         auto: list[tuple[str | bytes, str | bytes]] = [(b"Host", url.netloc)] if url.host else []
         if content:
             merged.append((b"Content-Length", str(len(content)).encode("ascii")))

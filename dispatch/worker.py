@@ -33,12 +33,14 @@ from dispatch.retry import (
     CircuitState,
     circuit_status,
 )
+from dispatch.rollups import prune_expired as prune_rollups
 from dispatch.routing import Router
 from dispatch.sender import send
 from dispatch.settle import Settlement, SettleWriter, decide
 from dispatch.ssrf import DeliveryClient, build_http_client
 from dispatch.wakeup import Listener
 from relay.database import EVENT_CHANNEL, connection_params, database_url
+from relay.partitions import start_upkeep
 from relay.retention import start_daily_purge
 
 log = logging.getLogger("relay.dispatch")
@@ -83,7 +85,7 @@ class Dispatcher:
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
-        self.router = Router()
+        self.router = Router(circuit_cooldown=circuit_cooldown)
         self.targets = Targets()
         self.gates = Gates()
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
@@ -181,7 +183,7 @@ class Dispatcher:
             exclude = self.gates.blocked(time.monotonic()) + sorted(self.probing)
             rows, next_due = await queue.claim(
                 connection, self.owner, free, exclude, settings.RELAY_DELIVERY_TIMEOUT,
-                self.lease_margin, allowances, reserved)
+                self.lease_margin, allowances, reserved, self.circuit_cooldown)
             if len(rows) < free:
                 self.next_due = next_due
             if not rows:
@@ -319,7 +321,8 @@ class Dispatcher:
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
-            start_daily_purge(),
+            start_daily_purge(also=[prune_rollups]),
+            start_upkeep(pooled),
         ]
         self._main = loop.create_task(self.run_loop(), name="dispatch-claim")
 

@@ -30,6 +30,7 @@ from hooks.sources import forget_source
 from hooks.store import NewEvent, store_event
 from hooks.verify import DEFAULT_TOLERANCE_SECONDS, standard_webhooks_key
 from relay.api import (
+    InputSchema,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -54,7 +55,7 @@ delivery_summaries: DeliverySummaries | None = None
 """Set by the dispatch app: the deliveries shown inside an event's detail answer."""
 
 
-class Rule(Schema):
+class Rule(InputSchema):
     header: str | None = Field(None, min_length=1, max_length=200)
     json_path: str | None = Field(None, min_length=1, max_length=200)
 
@@ -70,7 +71,7 @@ class Rule(Schema):
         return {"json_path": self.json_path or ""}
 
 
-class VerificationIn(Schema):
+class VerificationIn(InputSchema):
     kind: Literal["none", "token", "hmac", "github", "stripe", "standard_webhooks", "shopify"]
     secret: str | None = Field(None, min_length=1, max_length=1000)
     header: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9-]+$")
@@ -91,7 +92,7 @@ class VerificationOut(Schema):
     tolerance_seconds: int
 
 
-class SourceIn(Schema):
+class SourceIn(InputSchema):
     slug: str = Field(..., pattern=SLUG_PATTERN)
     name: str = Field("", max_length=200)
     enabled: bool = True
@@ -101,7 +102,7 @@ class SourceIn(Schema):
     event_type: Rule | None = None
 
 
-class SourcePatch(Schema):
+class SourcePatch(InputSchema):
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
     name: str | None = Field(None, max_length=200)
     enabled: bool | None = None
@@ -168,7 +169,7 @@ class EventList(Schema):
     next_cursor: str | None
 
 
-class PublishIn(Schema):
+class PublishIn(InputSchema):
     event_type: str = Field(..., min_length=1, max_length=255)
     payload: Any
 

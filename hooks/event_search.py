@@ -20,6 +20,7 @@ from typing import Any
 from tortoise import connections
 
 from hooks.models import Event
+from relay.api import PAGE_BODY_BYTES
 from relay.ids import lowest_id
 
 CANDIDATES_PER_PAGE = 2000
@@ -193,11 +194,21 @@ async def search_events(query: EventQuery, limit: int, after: str | None,
     if not query.residual:
         sql, values = candidate_sql(query, after, limit + 1)
         ids = await _ids(sql, values)
-        rows = await Event.filter(id__in=ids[:limit]).order_by("-id") if ids else []
-        return Page(list(rows), ids[limit - 1] if len(ids) > limit else None, len(ids))
+        sizes = await Event.filter(id__in=ids[:limit]).order_by("-id").values_list("id", "size")
+        kept: list[str] = []
+        total = 0
+        for row_id, size in sizes:
+            total += int(size or 0)
+            if kept and total > PAGE_BODY_BYTES:
+                break
+            kept.append(row_id)
+        rows = await Event.filter(id__in=kept).order_by("-id") if kept else []
+        more = len(ids) > len(kept)
+        return Page(list(rows), kept[-1] if more and kept else None, len(ids))
     sql, values = candidate_sql(query, after, window)
     candidates = await _ids(sql, values)
     found: list[Event] = []
+    total = 0
     for start in range(0, len(candidates), BODY_CHUNK):
         chunk = candidates[start:start + BODY_CHUNK]
         if query.type_prefix is not None or query.status or query.endpoint:
@@ -206,6 +217,9 @@ async def search_events(query: EventQuery, limit: int, after: str | None,
             continue
         for row in await Event.filter(id__in=chunk).order_by("-id"):
             if _body_matches(query.filter, row):
+                total += row.size or 0
+                if found and total > PAGE_BODY_BYTES:
+                    return Page(found, found[-1].id, start + BODY_CHUNK)
                 found.append(row)
                 if len(found) > limit:
                     return Page(found[:limit], found[limit - 1].id, start + BODY_CHUNK)

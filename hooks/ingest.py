@@ -18,10 +18,11 @@ from hooks.store import NewEvent, rejection_log, store_event
 from hooks.verify import DEFAULT_TOKEN_HEADER, VerificationError, verify_request
 from relay.bus import publish
 from relay.database import is_database_unavailable
+from relay.hops import HOPS_HEADER, MAX_HOPS, hops_of
 from relay.outage import database_unavailable
 
 log = logging.getLogger("relay.ingest")
-
+_HOPS_NAME = HOPS_HEADER.encode()
 
 
 def _json(status: int, payload: dict) -> HttpResponse:
@@ -69,6 +70,10 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         response = _json(405, {"detail": "use POST to deliver a webhook"})
         response["Allow"] = "POST"
         return response
+    hops = _hops(request)
+    if hops > MAX_HOPS:
+        return _json(508, {"detail": f"this request has passed through {hops} Relay hops "
+                                     f"({HOPS_HEADER}); more than {MAX_HOPS} is a loop"})
     try:
         source = await get_ingest_source(slug)
     except Exception as exc:
@@ -118,6 +123,13 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         },
     })
     return _json(202, {"id": stored.id})
+
+
+def _hops(request: HttpRequest) -> int:
+    for name, value in request.scope["headers"]:
+        if name.lower() == _HOPS_NAME:
+            return hops_of({HOPS_HEADER: value.decode("latin-1")})
+    return 0
 
 
 def _all_headers(request: HttpRequest, stored: dict[str, str],

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from relay.json_depth import loads_bounded
+
 MAX_KEY_LENGTH = 255
 
 DEFAULT_DEDUP: dict[str, dict[str, str]] = {
@@ -43,7 +45,8 @@ def lookup_path(document: Any, path: str) -> Any:
 
 
 class ParsedBody:
-    """The body parsed as JSON at most once, on first use."""
+    """The body parsed as JSON at most once, on first use (a body nested too deep counts
+    as not JSON: `relay.json_depth`)."""
 
     def __init__(self, body: bytes) -> None:
         self._body = body
@@ -54,8 +57,8 @@ class ParsedBody:
         if not self._parsed:
             self._parsed = True
             try:
-                self._value = json.loads(self._body)
-            except (ValueError, UnicodeDecodeError):
+                self._value = loads_bounded(self._body)
+            except ValueError:  # not JSON, or nested too deep to look into
                 self._value = _NOT_JSON
         return None if self._value is _NOT_JSON else self._value
 

@@ -57,11 +57,17 @@ def _required_header(headers: Headers, name: str) -> str:
     return value
 
 
+MAX_TIMESTAMP_DIGITS = 12
+
+
 def _check_timestamp(timestamp: str, now: float, tolerance: int) -> None:
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise VerificationError(f"timestamp {timestamp[:40]!r} is not a whole number") from None
+    # Plain digits only, and few of them: `int()` also takes signs, underscores and
+    # non-ASCII digits, and a 300-digit number overflows the float arithmetic below.
+    if not (0 < len(timestamp) <= MAX_TIMESTAMP_DIGITS and timestamp.isascii()
+            and timestamp.isdigit()):
+        raise VerificationError(f"timestamp {timestamp[:40]!r} is not a whole number of "
+                                f"seconds (at most {MAX_TIMESTAMP_DIGITS} digits)")
+    sent_at = int(timestamp)
     if abs(now - sent_at) > tolerance:
         direction = "old" if sent_at < now else "far in the future"
         raise VerificationError(

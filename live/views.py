@@ -8,6 +8,7 @@ middleware runs for them: the session is a signed cookie read and written here.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -18,13 +19,14 @@ from django.views.decorators.csrf import csrf_protect
 from relay.api import (
     CSRF_HEADER,
     SESSION_CSRF,
+    SESSION_ID,
     SESSION_SCOPE,
     SESSION_TOKEN_ID,
     read_session,
     session_token,
 )
 from relay.crypto import hash_token
-from relay.models import ApiToken
+from relay.models import ApiToken, DashboardSession
 
 DASHBOARD_URL = "/dashboard/"
 LOGIN_URL = "/dashboard/login"
@@ -53,10 +55,15 @@ async def _session(request: HttpRequest) -> tuple[ApiToken, dict[str, Any]] | No
     return token, session
 
 
-def _set_session(response: HttpResponse, token: ApiToken) -> None:
+async def _set_session(response: HttpResponse, token: ApiToken) -> None:
     from django.contrib.sessions.backends.signed_cookies import SessionStore
 
+    session_id = secrets.token_urlsafe(32)
+    expired = datetime.now(UTC) - timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    await DashboardSession.filter(created_at__lt=expired).delete()
+    await DashboardSession.create(id=session_id, token_id=token.id)
     store = SessionStore()
+    store[SESSION_ID] = session_id
     store[SESSION_TOKEN_ID] = token.id
     store[SESSION_SCOPE] = token.scope
     store[SESSION_CSRF] = secrets.token_urlsafe(32)
@@ -86,7 +93,7 @@ async def login(request: HttpRequest) -> HttpResponse:
                          "runrelay or createtoken.",
             }, status=401)
         response = redirect(DASHBOARD_URL)
-        _set_session(response, token)
+        await _set_session(response, token)
         return response
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET", "POST"])
@@ -99,6 +106,10 @@ async def login(request: HttpRequest) -> HttpResponse:
 async def logout(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
+    session_id = read_session(request.COOKIES.get(settings.SESSION_COOKIE_NAME)).get(SESSION_ID)
+    if isinstance(session_id, str) and session_id:
+        await DashboardSession.filter(id=session_id, ended_at=None).update(
+            ended_at=datetime.now(UTC))
     response = redirect(LOGIN_URL)
     response.delete_cookie(settings.SESSION_COOKIE_NAME, path="/",
                            samesite=settings.SESSION_COOKIE_SAMESITE)

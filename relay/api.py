@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,16 +15,18 @@ from django.conf import settings
 from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
+from pydantic import ConfigDict
 from tortoise.exceptions import ValidationError as FieldValidationError
 from tortoise.queryset import QuerySet
 
 from relay.crypto import hash_token
 from relay.database import is_database_unavailable
+from relay.error_codes import error_code
 from relay.ids import ID_PATTERN
-from relay.models import ApiToken
+from relay.models import ApiToken, DashboardSession
 from relay.outage import database_unavailable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,6 +49,8 @@ class TokenAuth(HttpBearer):
 SESSION_TOKEN_ID = "relay_token_id"
 SESSION_SCOPE = "relay_scope"
 SESSION_CSRF = "relay_csrf"
+SESSION_ID = "relay_session_id"
+"""The `dashboard_session` row of this log-in: the session lives while that row is open."""
 CSRF_HEADER = "X-Relay-CSRF"
 """Writes through the dashboard session must carry this header, equal to the session's
 `relay_csrf` value (the page has it; another site cannot read it)."""
@@ -60,9 +65,14 @@ def read_session(cookie: str | None) -> dict[str, Any]:
 
 
 async def session_token(session: dict[str, Any]) -> ApiToken | None:
-    """The token the dashboard logged in with, while it is not revoked."""
+    """The token the dashboard logged in with, while it is not revoked and the session
+    was not logged out."""
     token_id = session.get(SESSION_TOKEN_ID)
-    if not isinstance(token_id, str) or not token_id:
+    session_id = session.get(SESSION_ID)
+    if not (isinstance(token_id, str) and token_id and isinstance(session_id, str)
+            and session_id):
+        return None
+    if not await DashboardSession.exists(id=session_id, token_id=token_id, ended_at=None):
         return None
     return await ApiToken.get_or_none(id=token_id, revoked_at=None)
 
@@ -123,29 +133,59 @@ api = RelayAPI(
 )
 
 
-def _detail(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
-    return api.create_response(request, {"detail": detail, **extra}, status=status)
+def _detail(request: HttpRequest, status: int, detail: str, *, code: str | None = None,
+            errors: list[dict[str, str]] | None = None) -> HttpResponse:
+    """Every error answer: `{"detail", "code", "errors"?: [{"field", "message"}]}`."""
+    body: dict[str, Any] = {"detail": detail, "code": code or error_code(status)}
+    if errors:
+        body["errors"] = errors
+    return api.create_response(request, body, status=status)
+
+
+class InputSchema(Schema):
+    """A request body: a field it does not define is an error, not silently ignored (a
+    typo such as `"filtr"` must not leave an endpoint wider than meant)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+_BODY = "body"
+_LOCATIONS = frozenset({_BODY, "query", "path", "header", "cookie"})
 
 
 def _field_name(location: Any) -> str:
-    parts = [str(part) for part in location if part not in ("body", "payload", "query", "path")]
-    return ".".join(parts) or "body"
+    """The field as the client wrote it: django-ninja's location (`body`) and handler
+    parameter name (`payload`) left out; `body` for the body as a whole."""
+    parts = [str(part) for part in location]
+    if parts and parts[0] == _BODY:
+        parts = parts[2:]
+    elif parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(parts) or _BODY
+
+
+def _message(error: Any) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "unknown field (not part of this request)"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def _is_missing_body(error: Any) -> bool:
+    location = tuple(error.get("loc", ()))
+    return error.get("type") == "missing" and len(location) <= 2 and location[:1] == (_BODY,)
 
 
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    problems = []
-    for error in exc.errors:
-        field = _field_name(error.get("loc", ()))
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(f"{field}: {message}")
     if any(error.get("type") == "json_invalid" for error in exc.errors):
-        return _detail(request, 400, "the request body is not valid JSON")
-    return _detail(request, 422, "; ".join(problems) or "invalid input", errors=[
-        {"field": _field_name(error.get("loc", ())),
-         "message": str(error.get("msg", "")).removeprefix("Value error, ")}
-        for error in exc.errors
-    ])
+        return _detail(request, 400, "the request body is not valid JSON", code="invalid_json")
+    if any(_is_missing_body(error) for error in exc.errors):
+        return _detail(request, 400, "the request body is empty: send a JSON object",
+                       code="empty_body")
+    errors = [{"field": _field_name(error.get("loc", ())), "message": _message(error)}
+              for error in exc.errors]
+    problems = [f"{error['field']}: {error['message']}" for error in errors]
+    return _detail(request, 422, "; ".join(problems) or "invalid input", errors=errors)
 
 
 @api.exception_handler(AuthenticationError)
@@ -155,7 +195,14 @@ def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    return _detail(request, exc.status_code, str(exc))
+    detail = str(exc)
+    named = _NAMED_PROBLEM.match(detail) if exc.status_code == 422 else None
+    errors = [{"field": named["field"], "message": named["message"]}] if named else None
+    return _detail(request, exc.status_code, detail, errors=errors)
+
+
+_NAMED_PROBLEM = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]]*): (?P<message>.+)$", re.DOTALL)
+"""A 422 message written as `field: problem` (this API's convention)."""
 
 
 @api.exception_handler(Exception)
@@ -224,6 +271,32 @@ async def paginate(queryset: QuerySet, limit: int, cursor: str | None) -> tuple[
     if len(rows) > limit:
         return rows[:limit], encode_cursor(rows[limit - 1].id)
     return rows, None
+
+
+PAGE_BODY_BYTES = 8 * 1024 * 1024
+"""A list page stops early once the bodies it holds reach this, whatever `limit` says."""
+
+
+async def paginate_sized(queryset: QuerySet, limit: int, cursor: str | None,
+                         size_field: str = "size",
+                         budget: int = PAGE_BODY_BYTES) -> tuple[list, str | None]:
+    """`paginate` for rows with large bodies: the page ends before the row that would take
+    the sum of `size_field` past `budget` (one row at least), and `next_cursor` continues
+    from there. Sizes are read first, so bodies past the cut are never fetched."""
+    check_limit(limit)
+    if cursor:
+        queryset = queryset.filter(id__lt=decode_cursor(cursor))
+    sizes = await queryset.order_by("-id").limit(limit + 1).values_list("id", size_field)
+    kept: list[str] = []
+    total = 0
+    for row_id, size in sizes[:limit]:
+        total += int(size or 0)
+        if kept and total > budget:
+            break
+        kept.append(row_id)
+    rows = await queryset.filter(id__in=kept).order_by("-id") if kept else []
+    more = len(sizes) > len(kept)
+    return rows, encode_cursor(kept[-1]) if more and kept else None
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -1,5 +1,5 @@
-"""What starts and stops with a Relay process: the database, the live bus, and whatever
-else registers here (runrelay registers the in-process dispatcher)."""
+"""What starts and stops with a Relay web process: the database, the live bus, and
+whatever else registers here."""
 
 from __future__ import annotations
 

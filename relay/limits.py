@@ -14,6 +14,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from relay.error_codes import error_code
+
 MAX_HEADER_COUNT = 100
 MAX_HEADER_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0
@@ -34,7 +36,7 @@ async def _answer(send: Callable, status: int, detail: str,
     "connection reset" instead of the 413. Discarding briefly, as nginx's lingering close
     does, lets it read the answer. The body is never kept.
     """
-    body = json.dumps({"detail": detail}).encode()
+    body = json.dumps({"detail": detail, "code": error_code(status)}).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": status, "headers": headers})

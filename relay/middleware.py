@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from relay.database import is_database_unavailable
+from relay.error_codes import error_code
 from relay.exchange import StatusWatch
 from relay.outage import database_unavailable
 
@@ -84,5 +85,6 @@ class DatabaseUnavailableMiddleware:
         if not is_database_unavailable(exception):
             return None
         return database_unavailable(
-            JsonResponse({"detail": "the database is unavailable; retry later"}, status=503),
+            JsonResponse({"detail": "the database is unavailable; retry later",
+                          "code": error_code(503)}, status=503),
             loggable_path(request.path), exception)

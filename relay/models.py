@@ -1,4 +1,5 @@
-"""Infrastructure models: API tokens. Domain models live in hooks/ and dispatch/."""
+"""Infrastructure models: API tokens and dashboard sessions. Domain models live in hooks/
+and dispatch/."""
 
 from __future__ import annotations
 
@@ -19,3 +20,16 @@ class ApiToken(Model):
 
     class Meta:
         table = "api_token"
+
+
+class DashboardSession(Model):
+    """One dashboard log-in. The browser's signed cookie names it; log-out ends it here,
+    so a copy of the cookie stops working at once, not only when it expires."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    token_id = fields.CharField(max_length=40)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    ended_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "dashboard_session"

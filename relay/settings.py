@@ -84,9 +84,16 @@ RELAY_LEASE_SECONDS = _env_float("RELAY_LEASE_SECONDS", 30.0)
 dead dispatcher's deliveries are claimable again."""
 RELAY_SHUTDOWN_GRACE = _env_float("RELAY_SHUTDOWN_GRACE", 10.0)
 """On SIGTERM, how long deliveries in flight may take to finish before they are handed back."""
+RELAY_MAX_CONNECTIONS = _env_int("RELAY_MAX_CONNECTIONS", 2000)
+"""Connections one web worker serves at once; over it, new requests get 503."""
+RELAY_HEADER_TIMEOUT = _env_float("RELAY_HEADER_TIMEOUT", 30.0)
+"""A request's line and headers must arrive within this many seconds, else the connection
+is closed (a client trickling bytes must not hold a connection for ever)."""
 RELAY_PUBLIC_URL = (_env("RELAY_PUBLIC_URL") or "").rstrip("/") or None
 RELAY_DEDUP_WINDOW = _env_float("RELAY_DEDUP_WINDOW", 24 * 3600.0)
 RELAY_RETENTION_DAYS = _env_int("RELAY_RETENTION_DAYS", 30)
+RELAY_ROLLUP_RETENTION_DAYS = _env_int("RELAY_ROLLUP_RETENTION_DAYS", 30)
+"""How long the per-minute and per-hour aggregates behind stats and charts are kept."""
 RELAY_LOG_FORMAT = _env("RELAY_LOG_FORMAT", "text")
 RELAY_METRICS_PUBLIC = _env_bool("RELAY_METRICS_PUBLIC", False)
 RELAY_METRICS_DIR = Path(_env("RELAY_METRICS_DIR") or Path(tempfile.gettempdir()) / (
@@ -212,7 +219,9 @@ if RELAY_REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Without Redis, live messages cross processes (dispatchers, web workers) through
+    # PostgreSQL's LISTEN/NOTIFY (relay.pglayer).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "relay.pglayer.PostgresChannelLayer"}}
 
 LOGGING = {
     "version": 1,

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from dispatch.api import bulk_router as dispatch_bulk_router
 from dispatch.api import router as dispatch_router
+from dispatch.stats_api import router as stats_router
 from hooks.api import router as hooks_router
 from hooks.ingest import ingest
 from live import views as live_views
@@ -14,6 +15,7 @@ from relay.metrics import metrics_view
 api.add_router("/", dispatch_bulk_router)
 api.add_router("/", hooks_router)
 api.add_router("/", dispatch_router)
+api.add_router("/", stats_router)
 
 urlpatterns = [
     path("in/<str:slug>", ingest, name="ingest"),

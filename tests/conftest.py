@@ -77,7 +77,8 @@ def _loopback_only():
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token"]
+TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token",
+          "endpoint_rollup", "source_rollup", "dashboard_session"]
 
 
 @pytest.fixture(scope="session")
@@ -136,16 +137,18 @@ async def db(database):
 
 @pytest.fixture(scope="session")
 async def relay_server(database):
-    """Relay's ASGI app under uvicorn on 127.0.0.1 (same event loop as the tests)."""
+    """Relay's ASGI app under uvicorn on 127.0.0.1 (same event loop as the tests), with
+    the settings `runrelay`'s web workers use."""
     import asyncio
 
     import uvicorn
 
     from relay.asgi import application
+    from relay.webserver import uvicorn_config
 
     port = free_port()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
-                            loop="asyncio", http="httptools", log_level="warning")
+    config = uvicorn_config(application, host="127.0.0.1", port=port, lifespan="off",
+                            loop="asyncio")
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())
     from tests.servers import wait_until

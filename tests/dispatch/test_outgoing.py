@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatch.outgoing import outgoing_headers
+from dispatch.outgoing import outgoing_headers, split_sendable
 
 RELAY = dict(
     event_id="evt_1", timestamp=1700000000, signature="v1,abc v1,def",
@@ -21,6 +21,8 @@ OWN = {
     "x-relay-source": "stripe",
     "x-relay-attempt": "2",
     "x-relay-delivery-id": "dlv_1",
+    "accept-encoding": "identity",
+    "x-relay-hops": "1",
 }
 
 CASES = [
@@ -108,3 +110,31 @@ def test_every_name_is_lower_case_and_every_value_a_string():
     headers = outgoing_headers({"X-A": "1"}, {"X-B": "2"}, **RELAY)
     assert all(name == name.lower() for name in headers)
     assert all(isinstance(value, str) for value in headers.values())
+
+
+@pytest.mark.parametrize(("incoming", "outgoing"), [
+    ({}, "1"), ({"x-relay-hops": "3"}, "4"), ({"X-Relay-Hops": "0"}, "1"),
+    ({"x-relay-hops": "junk"}, "1"), ({"x-relay-hops": "-2"}, "1"),
+    ({"x-relay-hops": "\u0663"}, "1"),
+])
+def test_hops_count_one_more_than_the_event_arrived_with(incoming, outgoing):
+    assert outgoing_headers(incoming, {}, **RELAY)["x-relay-hops"] == outgoing
+
+
+def test_endpoint_and_event_headers_cannot_ask_for_compression():
+    headers = outgoing_headers({"accept-encoding": "gzip"}, {"Accept-Encoding": "br"}, **RELAY)
+    assert headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(("value", "sent"), [
+    ("plain", "plain"),
+    ("Café Zürich".encode().decode("latin-1"), "Café Zürich"),
+    ("\xff\x80", None),
+    ("\u20ac", None),
+    ("a\r\nb: c", None),
+    ("nul\x00", None),
+])
+def test_values_go_out_byte_exact_or_are_split_off(value, sent):
+    kept, dropped = split_sendable({"x-a": value, "x-b": "ok"})
+    assert kept == ({"x-a": sent, "x-b": "ok"} if sent is not None else {"x-b": "ok"})
+    assert dropped == ([] if sent is not None else ["x-a"])

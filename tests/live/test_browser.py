@@ -24,6 +24,8 @@ async def test_an_admin_sees_a_webhook_arrive_inspects_and_replays_it(
     assert created.status_code == 201, created.text
     page, console = await open_dashboard(admin_token, viewport={"width": 1280, "height": 900})
     await page.wait_for_selector("#endpoints tr[data-endpoint]")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
 
     started = time.monotonic()
     event_id = await post_webhook(client, "shop", {"type": "order.paid", "data": {"amount": 4200}})
@@ -67,6 +69,11 @@ async def test_an_admin_sees_a_webhook_arrive_inspects_and_replays_it(
                                             "n": n})
     await expect(page.locator("#stat-events")).not_to_have_text("–", timeout=5000)
     await page.wait_for_selector("#endpoints tr[data-endpoint] .badge-ok")
+    # The health table comes from one request for every endpoint, not one per endpoint.
+    await expect(page.locator('#endpoints tr[data-endpoint] td[data-label="Success"]')
+                 ).to_contain_text("attempts", timeout=15000)
+    assert any(url.endswith("/api/v1/stats/endpoints") for url in requested)
+    assert not [url for url in requested if url.endswith("/stats") and "/endpoints/" in url]
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
     await page.set_viewport_size({"width": 390, "height": 844})

@@ -112,13 +112,19 @@ async def test_messages_from_ingest_have_the_documented_shapes(client, admin, ad
     await communicator.disconnect()
 
 
-async def test_stats_count_the_events_of_the_second_before_last(client, admin, admin_token):
+async def test_stats_count_the_events_routed_in_the_last_minute(client, admin, admin_token):
+    from dispatch.routing import Router
+
     await make_source(client, admin, "shop")
     connected, communicator = await connect(f"/ws/live?token={admin_token}")
     reader = LiveReader(communicator)
+    idle = await reader.wait_for(lambda m: m["type"] == "stats", timeout=3.5)
+    assert idle["stats"]["events_per_s"] == 0 and idle["stats"]["success_rate"] is None
+    assert idle["stats"]["p50_ms"] is None and idle["stats"]["p95_ms"] is None
     for _ in range(3):
         await post_webhook(client, "shop")
-    await reader.wait_for(lambda m: m["type"] == "stats" and m["stats"]["events_per_s"] >= 3,
+    await Router().route_all()
+    await reader.wait_for(lambda m: m["type"] == "stats" and m["stats"]["events_per_s"] > 0,
                           timeout=4, message="stats counting the 3 events")
     await communicator.disconnect()
 

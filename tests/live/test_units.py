@@ -1,4 +1,4 @@
-"""Pure parts of the live stream: subscriptions, outbox frames, bus batches, stats shape."""
+"""Pure parts of the live stream: subscriptions, outbox frames, bus batches."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import json
 import pytest
 
 from live.outbox import Outbox
-from live.stats import id_bound, shape, window
 from live.subscription import SubscribeError, Subscription, parse_subscribe
 from relay.bus import LiveBus
-from relay.ids import new_id
 
 EVENT = {"type": "event.received", "event": {"id": "evt_1", "source": "shop", "event_type": "a",
                                              "received_at": "t", "size": 1}}
@@ -105,25 +103,6 @@ def test_bus_batches_and_counts_what_it_shed():
                                 "dropped": 2}
     assert bus.take_batch() is None
     assert bus.dropped_total == 2
-
-
-def test_stats_shape_matches_the_wire_format():
-    row = {"events": 12, "pending": 3, "in_flight": 2, "attempts": 8, "succeeded": 6,
-           "p50": 12.345, "p95": 80.0}
-    assert shape(row) == {"events_per_s": 12, "deliveries_per_s": 8, "success_rate": 0.75,
-                          "pending": 3, "in_flight": 2, "p50_ms": 12.3, "p95_ms": 80.0}
-    idle = shape({"events": 0, "pending": 0, "in_flight": 0, "attempts": 0, "succeeded": 0})
-    assert idle["success_rate"] is None and idle["p50_ms"] is None and idle["p95_ms"] is None
-
-
-def test_stats_window_is_the_second_before_last_and_ids_bound_it():
-    start, end = window(1000.7)
-    assert (start, end) == (998.0, 999.0)
-    made = new_id("att")
-    import time
-
-    now = time.time()
-    assert id_bound("att", now - 1) <= made < id_bound("att", now + 1)
 
 
 def test_encoding_matches_the_standard_library_and_joins_batches():

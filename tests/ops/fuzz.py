@@ -53,3 +53,29 @@ bodies = st.one_of(
     st.sampled_from([b"", b"{", b'{"id": null, "type": 1}', b"\xff\xfe\x00", b"[]" * 500,
                      b'{"id": "a\\u0000b", "type": "\\u0000"}']),
 )
+
+absurd_numbers = st.one_of(
+    st.integers(-(10 ** 400), 10 ** 400).map(str),
+    st.integers(300, 5000).map(lambda digits: "9" * digits),
+    st.sampled_from(["1e999999", "-1e999999", "1" + "0" * 4301, "1_000", "+7", "١٢٣",
+                     "0x10", "NaN", "Infinity", "-0", "00000000000000000001", " 1 "]),
+)
+"""Number-shaped text a parser may choke on: hundreds of digits, exponents past any float,
+digits Python's `int()` accepts but HTTP senders never write."""
+
+
+def _deep(depth: int, opener: bytes, closer: bytes) -> bytes:
+    return opener * depth + closer * depth
+
+
+hostile_json = st.one_of(
+    st.integers(1, 200_000).map(lambda depth: _deep(depth, b"[", b"]")),
+    st.integers(1, 100_000).map(lambda depth: _deep(depth, b'{"a":', b"}")[:-depth]
+                                + b"1" + b"}" * depth),
+    st.integers(1, 400_000).map(lambda width: b"[" + b"0," * width + b"0]"),
+    absurd_numbers.map(lambda number: b'{"id": "x", "type": "t", "n": ' + number.encode()
+                       + b"}"),
+    st.integers(1, 50_000).map(lambda depth: b'{"type": "t", "id": ' + _deep(depth, b"[", b"]")
+                               + b"}"),
+)
+"""Bodies built to break parsers and walkers: very deep, very wide, absurd numbers."""

@@ -53,7 +53,8 @@ SCHEMES: dict[str, tuple[dict, Signer | None, set[str]]] = {
 }
 # Framing headers belong to the HTTP client and server, not to what Relay is asked to do.
 FRAMING = {"host", "content-length", "transfer-encoding", "connection", "expect", "upgrade",
-           "te", "trailer", "keep-alive", "content-type"}
+           "te", "trailer", "keep-alive", "content-type",
+           "x-relay-hops"}  # past 5 it is a 508 by design
 
 
 async def _chunks(body: bytes, cuts: list[int]) -> AsyncIterator[bytes]:

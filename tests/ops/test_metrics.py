@@ -114,9 +114,9 @@ async def _endpoint(opened_at: datetime | None, enabled: bool = True) -> str:
     endpoint_id = new_id("ep")
     await connections.get("default").execute_query(
         "INSERT INTO endpoint (id, url, description, enabled, secret_encrypted, event_types,"
-        " sources, headers, max_in_flight, circuit_opened_at, consecutive_failures,"
+        " sources, max_in_flight, circuit_opened_at, consecutive_failures,"
         " created_at, updated_at)"
-        " VALUES ($1, 'http://127.0.0.1:9/', '', $2, 'x', '[]', '[]', '{}', 10, $3, 0,"
+        " VALUES ($1, 'http://127.0.0.1:9/', '', $2, 'x', '[]', '[]', 10, $3, 0,"
         " now(), now())", [endpoint_id, enabled, opened_at])
     return endpoint_id
 

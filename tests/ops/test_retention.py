@@ -159,3 +159,29 @@ async def test_daily_purge_runs_in_the_background(db):
 
 async def _gone(event_id: str) -> bool:
     return not await _sql("SELECT 1 FROM event WHERE id = $1", [event_id])
+
+
+async def test_daily_purge_prunes_the_rollups_too(db):
+    """The dispatcher hands the daily purge its rollup pruning step."""
+    from datetime import UTC, datetime, timedelta
+
+    from dispatch.rollups import prune_expired
+    from relay.retention import start_daily_purge
+    from tests.servers import wait_until
+
+    old = datetime.now(UTC) - timedelta(days=40)
+    await _sql("INSERT INTO endpoint_rollup VALUES ('ep_x', 60, $1, 1, 1, 0, 1.0, '{}'),"
+               " ('ep_x', 60, now(), 1, 1, 0, 1.0, '{}')", [old])
+    await _sql("INSERT INTO source_rollup VALUES ('shop', 3600, $1, 5)", [old])
+    task = start_daily_purge(interval_seconds=3600, first_run_after=0, share=1,
+                             also=[prune_expired])
+
+    async def pruned() -> bool:
+        rows = await _sql("SELECT (SELECT count(*) FROM endpoint_rollup) AS e,"
+                          " (SELECT count(*) FROM source_rollup) AS s")
+        return (rows[0]["e"], rows[0]["s"]) == (1, 0)
+
+    try:
+        await wait_until(pruned, timeout=10, message="the rollups pruned")
+    finally:
+        task.cancel()

@@ -32,13 +32,14 @@ def _manage(data_dir: str, *args: str) -> subprocess.CompletedProcess:
 
 
 class RunningRelay:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *args: str, **env: str) -> None:
         self.port = free_port()
         self.log = Path(data_dir) / f"runrelay-{self.port}.log"
         self.out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runrelay", "--port", str(self.port)],
-            cwd=ROOT, env=_env(data_dir), stdout=self.out, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "manage.py", "runrelay", "--port", str(self.port), *args],
+            cwd=ROOT, env={**_env(data_dir), **env}, stdout=self.out,
+            stderr=subprocess.STDOUT, text=True,
         )
         self.base = f"http://127.0.0.1:{self.port}"
 

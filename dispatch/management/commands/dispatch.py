@@ -13,6 +13,7 @@ from relay.database import (
     stop_database,
     wait_for_database,
 )
+from relay.supervisor import exit_with_parent
 
 
 def run_event_loop(main) -> None:
@@ -37,16 +38,25 @@ class Command(BaseCommand):
     help = ("Run a dispatcher only: route stored events to endpoints and deliver them, with "
             "retries. Run as many as you like, on any hosts, against the same database.")
     requires_system_checks: list = []
+    supervised = False
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--concurrency", type=int, default=None,
                             help="requests in flight at most (default RELAY_DISPATCH_CONCURRENCY)")
+        parser.add_argument("--supervised", action="store_true",
+                            help="started by runrelay: one line at start, exit with it")
 
     def handle(self, *args, **options) -> None:
         concurrency = options["concurrency"] or settings.RELAY_DISPATCH_CONCURRENCY
         if concurrency < 1:
             raise CommandError("--concurrency must be at least 1")
         say = self.stdout.write
+        self.supervised = options["supervised"]
+        if self.supervised:
+            exit_with_parent()
+            self.stdout.flush()
+            run_event_loop(self.run(concurrency))
+            return
         allowlist = ", ".join(settings.RELAY_TARGET_ALLOWLIST) or "none"
         say(f"Dispatcher (pid {os.getpid()}) starting")
         say(f"  database:     {describe_database()}")
@@ -56,8 +66,8 @@ class Command(BaseCommand):
         say(f"  timeout:      {settings.RELAY_DELIVERY_TIMEOUT:g} s; retry schedule "
             f"{', '.join(f'{d:g}' for d in settings.RELAY_RETRY_SCHEDULE)} s")
         if not settings.RELAY_REDIS_URL:
-            say("  live view:    RELAY_REDIS_URL is not set, so the dashboard does not see this "
-                "process's attempts (they are all recorded in the database)")
+            say("  live view:    through PostgreSQL (LISTEN/NOTIFY); set RELAY_REDIS_URL to "
+                "use Redis instead")
         self.stdout.flush()
         run_event_loop(self.run(concurrency))
         say("Dispatcher stopped.")
@@ -78,11 +88,15 @@ class Command(BaseCommand):
         try:
             await dispatcher.start()
             quiet_garbage_collector()
-            say(f"Dispatching as {dispatcher.owner}. Press Ctrl-C (or send SIGTERM) to stop.")
+            if self.supervised:
+                say(f"Dispatcher (pid {os.getpid()}) dispatching as {dispatcher.owner}.")
+            else:
+                say(f"Dispatching as {dispatcher.owner}. Press Ctrl-C (or send SIGTERM) to stop.")
             self.stdout.flush()
             await stop.wait()
-            say(f"Stopping: deliveries in flight get {dispatcher.shutdown_grace:g} s to finish ...")
-            self.stdout.flush()
+            if not self.supervised:
+                say(f"Stopping: deliveries in flight get {dispatcher.shutdown_grace:g} s to finish ...")
+                self.stdout.flush()
             await dispatcher.stop()
         finally:
             await bus.stop()

@@ -6,9 +6,10 @@ from relay.retention import DEFAULT_BATCH_SIZE, DEFAULT_SHARE, describe, purge_e
 
 
 class Command(BaseCommand):
-    help = ("Delete events (with their deliveries and attempts) older than the retention "
+    help = ("Remove events (with their deliveries and attempts) older than the retention "
             "(RELAY_RETENTION_DAYS) whose deliveries are all final, and refused requests "
-            "older than 7 days. Safe to run while Relay runs.")
+            "older than 7 days: whole days are dropped (what is still in flight is kept), "
+            "the rest is deleted in batches. Safe to run while Relay runs.")
     requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
@@ -16,10 +17,10 @@ class Command(BaseCommand):
                             help=f"keep this many days (default RELAY_RETENTION_DAYS, now "
                                  f"{settings.RELAY_RETENTION_DAYS})")
         parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                            help="rows per transaction (default %(default)s)")
+                            help="rows per transaction when deleting row by row (default %(default)s)")
         parser.add_argument("--share", type=float, default=DEFAULT_SHARE,
-                            help="part of the time spent deleting, the rest left to live "
-                                 "traffic: 1 deletes flat out (default %(default)s)")
+                            help="part of the time spent deleting row by row, the rest left to "
+                                 "live traffic: 1 deletes flat out (default %(default)s)")
         parser.add_argument("--dry-run", action="store_true",
                             help="count what would be removed; delete nothing")
 

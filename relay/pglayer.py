@@ -1,0 +1,230 @@
+"""A Channels layer over PostgreSQL's LISTEN/NOTIFY, for the live stream without Redis.
+
+`runrelay` runs dispatchers and web workers as separate processes; the live messages a
+dispatcher publishes must reach the dashboards connected to any web worker. Channels'
+in-memory layer stays inside one process, and Relay already has PostgreSQL, so this layer
+sends each `group_send` as a `NOTIFY` on one channel and every process that has a group
+member `LISTEN`s on a connection of its own and hands the message to its members.
+
+Only what the live stream uses is here: groups, `new_channel`, `receive`, `flush`.
+Messages go as JSON (a message JSON cannot carry raises TypeError, as msgpack does in
+channels-redis). A NOTIFY payload holds at most 8,000 bytes: a live batch
+(`{"type": "batch", "items": [...]}`) larger than that is split into several payloads,
+sent in one statement (so in order); an item that alone is too large is dropped and
+counted in the next payload's `dropped`. The bus sends one batch per 20 ms, so this costs
+PostgreSQL a few small transactions a second, not one per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import orjson
+from channels.layers import BaseChannelLayer
+
+log = logging.getLogger("relay.live")
+
+NOTIFY_CHANNEL = "relay_live"
+PAYLOAD_LIMIT = 7900
+"""Bytes per NOTIFY payload: PostgreSQL's limit is 8,000."""
+RETRY_INTERVAL = 1.0
+_SEND = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+
+
+def _encode(group: str, message: dict[str, Any]) -> bytes:
+    return orjson.dumps({"g": group, "m": message})
+
+
+def payloads(group: str, message: dict[str, Any], limit: int = PAYLOAD_LIMIT) -> list[str]:
+    """`message` for `group` as NOTIFY payloads of at most `limit` bytes each.
+
+    A live batch is split between its items; anything else that does not fit is dropped
+    (an empty list), as a full channel layer drops messages.
+    """
+    whole = _encode(group, message)
+    if len(whole) <= limit:
+        return [whole.decode()]
+    inner = message.get("message")
+    if not isinstance(inner, dict) or inner.get("type") != "batch":
+        return []
+    return [_encode(group, {**message, "message": part}).decode()
+            for part in _split_batch(group, message, inner, limit)]
+
+
+def _split_batch(group: str, envelope: dict[str, Any], batch: dict[str, Any],
+                 limit: int) -> Iterator[dict[str, Any]]:
+    overhead = len(_encode(group, {**envelope, "message": {"type": "batch", "items": [],
+                                                          "dropped": 10 ** 9}}))
+    dropped = int(batch.get("dropped") or 0)
+    items: list[Any] = []
+    size = overhead
+    for item in batch.get("items") or ():
+        item_size = len(orjson.dumps(item)) + 1
+        if overhead + item_size > limit:
+            dropped += 1
+            continue
+        if size + item_size > limit:
+            yield _batch(items, dropped)
+            items, size, dropped = [], overhead, 0
+        items.append(item)
+        size += item_size
+    if items or dropped:
+        yield _batch(items, dropped)
+
+
+def _batch(items: list[Any], dropped: int) -> dict[str, Any]:
+    batch: dict[str, Any] = {"type": "batch", "items": items}
+    if dropped:
+        batch["dropped"] = dropped
+    return batch
+
+
+class PostgresChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+    extensions = ["groups", "flush"]
+
+    def __init__(self, expiry: int = 86400, capacity: int = 1000,
+                 channel_capacity: dict[str, int] | None = None,
+                 notify_channel: str = NOTIFY_CHANNEL, **kwargs: Any) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        self.notify_channel = notify_channel
+        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.groups: dict[str, set[str]] = {}
+        self._sender: asyncpg.Connection | None = None
+        self._sender_lock: asyncio.Lock | None = None
+        self._sender_loop: asyncio.AbstractEventLoop | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        """Set while the LISTEN connection is up (tests wait for it)."""
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def _connect(self) -> asyncpg.Connection:
+        from relay.database import connection_params, database_url
+
+        return await asyncpg.connect(**connection_params(database_url()), timeout=5)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        assert self.require_valid_group_name(group)
+        texts = payloads(group, message)
+        if not texts:
+            return
+        loop = asyncio.get_running_loop()
+        if self._sender_lock is None or self._sender_loop is not loop:
+            # A connection belongs to one event loop (tests and commands start new ones).
+            self._sender_lock, self._sender, self._sender_loop = asyncio.Lock(), None, loop
+        async with self._sender_lock:
+            if self._sender is None or self._sender.is_closed():
+                self._sender = await self._connect()
+            try:
+                await self._sender.execute(_SEND, self.notify_channel, texts)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                connection, self._sender = self._sender, None
+                with contextlib.suppress(Exception):
+                    connection.terminate()
+                raise
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Only to this process's channels (the live stream never sends to one channel)."""
+        assert self.require_valid_channel_name(channel)
+        queue = self._queues.get(channel)
+        if queue is not None and not queue.full():
+            queue.put_nowait(message)
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        channel = f"{prefix}{secrets.token_hex(8)}"
+        self._queues[channel] = asyncio.Queue(maxsize=self.capacity)
+        return channel
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        assert self.require_valid_channel_name(channel)
+        queue = self._queues.setdefault(channel, asyncio.Queue(maxsize=self.capacity))
+        return await queue.get()
+
+    async def group_add(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group)
+        assert self.require_valid_channel_name(channel)
+        self.groups.setdefault(group, set()).add(channel)
+        self._queues.setdefault(channel, asyncio.Queue(maxsize=self.capacity))
+        if self._listen_task is None or self._listen_task.done():
+            self._listen_task = asyncio.get_running_loop().create_task(
+                self._listen(), name="relay-live-listen")
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        members = self.groups.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self.groups[group]
+        self._queues.pop(channel, None)
+        if not self.groups:
+            await self._stop_listening()
+
+    async def flush(self) -> None:
+        self.groups.clear()
+        self._queues.clear()
+        await self._stop_listening()
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await self._sender.close()
+            self._sender = None
+
+    async def _stop_listening(self) -> None:
+        task, self._listen_task = self._listen_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _deliver(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            data = orjson.loads(payload)
+            members = self.groups.get(data["g"], ())
+            message = data["m"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("live: ignored a malformed notification on %s", self.notify_channel)
+            return
+        for channel in members:
+            queue = self._queues.get(channel)
+            if queue is not None and not queue.full():
+                queue.put_nowait(message)
+
+    async def _listen(self) -> None:
+        """Keep one LISTEN connection while this process has group members."""
+        warned = False
+        while True:
+            lost = asyncio.Event()
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await self._connect()
+                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+                await connection.add_listener(self.notify_channel, self._deliver)
+                if warned:
+                    log.info("live: listening for live messages in PostgreSQL again")
+                    warned = False
+                self.listening.set()
+                await lost.wait()
+                raise ConnectionError("the LISTEN connection was closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep trying; the stream resumes
+                if not warned:
+                    log.warning("live: cannot listen for live messages in PostgreSQL "
+                                "(%s: %s); retrying", type(exc).__name__, exc)
+                    warned = True
+                await asyncio.sleep(RETRY_INTERVAL)
+            finally:
+                self.listening.clear()
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(), 2.0)

@@ -1,0 +1,134 @@
+"""Deliveries to an endpoint whose circuit is open, or that is disabled, cost no statement
+each: routing leaves a disabled endpoint out and inserts an open circuit's deliveries due
+when it half-opens, and claims pass over an open circuit's deliveries instead of leasing and putting them
+back. Statements are counted on every connection the dispatcher takes from the pool."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dispatch import queue
+from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
+from hooks.models import Event
+from tests.dispatch.conftest import deliveries_of, make_endpoint, make_source, post_event
+from tests.servers import wait_until
+
+EVENTS = 40
+
+
+class StatementCounter:
+    """Every statement the dispatcher's pooled connections run, by its first words."""
+
+    def __init__(self) -> None:
+        self.statements: Counter[str] = Counter()
+
+    def log(self, record: Any) -> None:
+        words = " ".join(record.query.split()).upper()
+        if words.startswith("WITH DUE") or words.startswith("WITH CANDIDATE"):
+            self.statements["claim"] += 1
+        elif words.startswith("UPDATE DELIVERY SET STATUS = 'RETRYING', NEXT_ATTEMPT_AT = NOW()"):
+            self.statements["lease_sweep"] += 1
+        elif words.startswith("UPDATE DELIVERY D SET STATUS = CASE"):
+            self.statements["put_back"] += 1
+        elif words.startswith("INSERT INTO ATTEMPT"):
+            self.statements["attempt"] += 1
+        elif words.startswith("UPDATE DELIVERY"):
+            self.statements["delivery_update"] += 1
+        elif words.startswith("WITH MARKED"):
+            self.statements["route"] += 1
+        else:
+            self.statements["other"] += 1
+
+    def per_delivery(self) -> int:
+        return sum(self.statements[kind] for kind in ("put_back", "attempt", "delivery_update"))
+
+
+@pytest.fixture
+def counted(monkeypatch) -> Iterator[StatementCounter]:
+    counter = StatementCounter()
+    real = queue.pooled
+
+    @contextlib.asynccontextmanager
+    async def pooled_and_counted() -> AsyncIterator[Any]:
+        async with real() as connection:
+            connection.add_query_logger(counter.log)
+            try:
+                yield connection
+            finally:
+                connection.remove_query_logger(counter.log)
+
+    for module in ("dispatch.queue", "dispatch.worker", "dispatch.settle", "dispatch.routing"):
+        monkeypatch.setattr(f"{module}.pooled", pooled_and_counted)
+    yield counter
+
+
+async def _routed() -> bool:
+    return not await Event.filter(routed_at=None).exists()
+
+
+async def test_an_open_circuit_and_a_disabled_endpoint_cost_no_statement_per_delivery(
+        client, admin, sink, start_dispatcher, counted):
+    await make_source(client, admin, "shop")
+    resting = await make_endpoint(client, admin, sink.url("/resting"))
+    disabled = await make_endpoint(client, admin, sink.url("/disabled"))
+    answer = await client.post(f"/api/v1/endpoints/{disabled['id']}/disable", headers=admin)
+    assert answer.status_code == 200, answer.text
+    opened = datetime.now(UTC)
+    async with queue.pooled() as connection:
+        await connection.execute(
+            "UPDATE endpoint SET circuit_opened_at = $2, consecutive_failures = 10 "
+            "WHERE id = $1", resting["id"], opened)
+
+    dispatcher = await start_dispatcher(poll_interval=0.05)
+    for n in range(EVENTS):
+        await post_event(client, "shop", {"n": n})
+    await wait_until(_routed, timeout=15, message="every event routed")
+    claims_after_routing = counted.statements["claim"]
+    await wait_until(lambda: counted.statements["claim"] >= claims_after_routing + 5,
+                     timeout=15, message="five more claims")
+    await dispatcher.stop()
+
+    assert counted.per_delivery() == 0, counted.statements
+    assert sink.count() == 0
+    resting_rows = await deliveries_of(endpoint_id=resting["id"])
+    disabled_rows = await deliveries_of(endpoint_id=disabled["id"])
+    assert len(resting_rows) == EVENTS
+    assert disabled_rows == [], "a disabled endpoint is not routed to (its backlog is parked)"
+    reopens = opened + timedelta(seconds=CIRCUIT_COOLDOWN_SECONDS)
+    for row in resting_rows:
+        assert row.status == "pending" and row.attempts_count == 0
+        assert abs((row.next_attempt_at - reopens).total_seconds()) < 0.01
+
+
+async def test_a_half_open_circuit_lends_one_probe_and_rests_the_others(
+        client, admin, sink, start_dispatcher, counted):
+    """After the cool-down, one delivery probes; while it is out the claims of every
+    dispatcher (a second one too, which does not know of the probe) pass over the
+    endpoint's other deliveries: no lease, no put-back each."""
+    await make_source(client, admin, "shop")
+    sink.respond("/slow", delay=3.0)
+    endpoint = await make_endpoint(client, admin, sink.url("/slow"), timeout_seconds=10)
+    async with queue.pooled() as connection:
+        await connection.execute(
+            "UPDATE endpoint SET circuit_opened_at = now() - interval '1 hour', "
+            "consecutive_failures = 10 WHERE id = $1", endpoint["id"])
+    for n in range(EVENTS):
+        await post_event(client, "shop", {"n": n})
+
+    first = await start_dispatcher(poll_interval=0.05)
+    await wait_until(lambda: sink.count("/slow") == 1, timeout=15, message="the probe")
+    claims = counted.statements["claim"]
+    put_backs = counted.statements["put_back"]
+    second = await start_dispatcher(poll_interval=0.05)
+    await wait_until(lambda: counted.statements["claim"] >= claims + 10, timeout=15,
+                     message="ten more claims")
+    assert counted.statements["put_back"] == put_backs, counted.statements
+    assert sink.count("/slow") == 1
+    await second.stop()
+    await first.stop()
