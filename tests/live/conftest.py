@@ -238,11 +238,6 @@ async def browser():
         await instance.close()
 
 
-STATS_HISTORY = "/api/v1/stats/"
-"""The history API (rolled-up aggregates); a server without it answers 404, which the
-dashboard handles (it says so and draws what arrives live), but Chromium logs the 404."""
-
-
 class Console:
     """Every console error and uncaught exception of a page."""
 
@@ -255,8 +250,6 @@ class Console:
         if message.type != "error":
             return
         url = message.location.get("url") or ""
-        if STATS_HISTORY in url and "404" in message.text:
-            return
         self.errors.append(f"console: {message.text} ({url})")
 
 
