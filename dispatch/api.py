@@ -14,12 +14,15 @@ from ninja.errors import HttpError
 from ninja.responses import Status
 from pydantic import field_validator
 
-from dispatch import actions, delivery_search, queue
+from dispatch import actions, cli, delivery_search, queue
 from dispatch.endpoint_headers import MASK, decrypt_headers, encrypt_headers, masked
 from dispatch.filters import FilterError, validate_filter
-from dispatch.models import DELIVERY_STATUSES, Attempt, Delivery, Endpoint
+from dispatch.models import DELIVERY_STATUSES, ENDPOINT_KINDS, Attempt, Delivery, Endpoint
+from dispatch.notify.email import BadMailto, recipients
+from dispatch.notify.templates import EventView, TemplateProblem, validate_template
 from dispatch.outgoing import DROPPED, DROPPED_PREFIXES
 from dispatch.own_ingest import is_own_ingest, own_bases
+from dispatch.preview import preview_request
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
 from dispatch.stats_api import StatsOut
@@ -58,8 +61,25 @@ SLUG = re.compile(SLUG_PATTERN)
 # --- schemas ---------------------------------------------------------------------------------
 
 
+def check_event_types(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        if not EVENT_TYPE.match(pattern):
+            raise ValueError(
+                f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
+    return patterns
+
+
+def check_sources(slugs: list[str]) -> list[str]:
+    for slug in slugs:
+        if not SLUG.match(slug):
+            raise ValueError(f"{slug!r} is not a source slug")
+    return slugs
+
+
 class EndpointPatch(InputSchema):
     url: str | None = Field(None, max_length=2048)
+    kind: str | None = None
+    template: dict[str, Any] | None = None
     description: str | None = Field(None, max_length=2000)
     enabled: bool | None = None
     event_types: list[str] | None = Field(None, max_length=100)
@@ -76,6 +96,12 @@ class EndpointPatch(InputSchema):
     def _url(cls, url: str | None) -> str | None:
         if url is None:
             return None
+        if url.strip().lower().startswith("mailto:"):
+            try:
+                recipients(url.strip())
+            except BadMailto as exc:
+                raise ValueError(str(exc)) from None
+            return url.strip()
         url = validate_endpoint_url(url)
         try:
             check_url_target(url, settings.RELAY_TARGET_ALLOWLIST)
@@ -83,22 +109,30 @@ class EndpointPatch(InputSchema):
             raise ValueError(f"the target address is refused: {exc}") from None
         return url
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, kind: str | None) -> str | None:
+        if kind is not None and kind not in ENDPOINT_KINDS:
+            raise ValueError(f"must be one of {', '.join(ENDPOINT_KINDS)}")
+        return kind
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, template: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:
+            return validate_template(template)
+        except TemplateProblem as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("event_types")
     @classmethod
     def _event_types(cls, patterns: list[str] | None) -> list[str] | None:
-        for pattern in patterns or ():
-            if not EVENT_TYPE.match(pattern):
-                raise ValueError(
-                    f"{pattern!r} is not an event type or a prefix ending in * (e.g. invoice.*)")
-        return patterns
+        return None if patterns is None else check_event_types(patterns)
 
     @field_validator("sources")
     @classmethod
     def _sources(cls, slugs: list[str] | None) -> list[str] | None:
-        for slug in slugs or ():
-            if not SLUG.match(slug):
-                raise ValueError(f"{slug!r} is not a source slug")
-        return slugs
+        return None if slugs is None else check_sources(slugs)
 
     @field_validator("headers")
     @classmethod
@@ -130,6 +164,7 @@ class EndpointPatch(InputSchema):
 
 class EndpointIn(EndpointPatch):
     url: str = Field(..., max_length=2048)
+    kind: str = "webhook"
     description: str = Field("", max_length=2000)
     enabled: bool = True
     event_types: list[str] = Field(default_factory=list, max_length=100)
@@ -141,6 +176,8 @@ class EndpointIn(EndpointPatch):
 class EndpointOut(Schema):
     id: str
     url: str
+    kind: str
+    template: dict[str, Any] | None
     description: str
     enabled: bool
     disabled_reason: str | None
@@ -230,6 +267,18 @@ class Detail(Schema):
     detail: str
 
 
+class PreviewIn(Schema):
+    event_id: str = Field(..., max_length=40)
+    template: dict[str, Any] | None = None
+    """Render with this template instead of the stored one (the dashboard's editor)."""
+    use_template: bool = False
+    """True: `template` replaces the stored one even when null (the preset)."""
+
+
+class PreviewOut(Schema):
+    request: dict[str, Any]
+
+
 # --- shapes ----------------------------------------------------------------------------------
 
 
@@ -243,6 +292,8 @@ def endpoint_out(row: Endpoint, reveal: bool) -> dict[str, Any]:
     return {
         "id": row.id,
         "url": row.url,
+        "kind": row.kind,
+        "template": row.template,
         "description": row.description,
         "enabled": row.enabled,
         "disabled_reason": row.disabled_reason,
@@ -299,6 +350,15 @@ async def delivery_summaries(event_id: str) -> list[dict[str, Any]]:
     return [delivery_out(row) for row in await queryset.order_by("id")]
 
 
+def _check_kind_url(kind: str, url: str) -> None:
+    """An email endpoint's url is mailto:, every other kind's http(s)://."""
+    mailto = url.lower().startswith("mailto:")
+    if kind == "email" and not mailto:
+        raise HttpError(422, "url: an email endpoint's url must be mailto:a@x.example[,b@...]")
+    if kind != "email" and mailto:
+        raise HttpError(422, f"url: a mailto: url needs kind email (this endpoint is {kind})")
+
+
 def _check_filter(rule: dict[str, Any] | None) -> None:
     if rule is None:
         return
@@ -345,11 +405,14 @@ async def list_endpoints(request: HttpRequest, limit: int = 50, cursor: str | No
 @router.post("/endpoints", response={201: EndpointWithSecret, 422: Detail}, tags=["endpoints"])
 async def create_endpoint(request: HttpRequest, payload: EndpointIn):
     _check_filter(payload.filter)
+    _check_kind_url(payload.kind, payload.url)
     _refuse_own_ingest(request, payload.url)
     secret = new_signing_secret()
     row = await Endpoint.create(
         id=new_id("ep"),
         url=payload.url,
+        kind=payload.kind,
+        template=payload.template,
         description=payload.description,
         enabled=payload.enabled,
         disabled_reason=None if payload.enabled else _disabled_reason(request),
@@ -372,12 +435,13 @@ async def get_endpoint(request: HttpRequest, endpoint_id: str):
 
 
 _PATCHABLE = {
-    "url": "url", "description": "description", "event_types": "event_types",
+    "url": "url", "kind": "kind", "template": "template", "description": "description",
+    "event_types": "event_types",
     "sources": "sources", "filter": "filter_rule", "headers": "headers_encrypted",
     "timeout_seconds": "timeout_seconds", "max_in_flight": "max_in_flight",
     "rate_limit_per_second": "rate_limit_per_second", "retry_schedule": "retry_schedule",
 }
-_NULLABLE = {"filter", "timeout_seconds", "rate_limit_per_second", "retry_schedule"}
+_NULLABLE = {"template", "filter", "timeout_seconds", "rate_limit_per_second", "retry_schedule"}
 
 
 @router.patch("/endpoints/{endpoint_id}", response={200: EndpointOut, 422: Detail},
@@ -390,6 +454,8 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
             raise HttpError(422, f"{name}: must not be null")
     if "filter" in given:
         _check_filter(payload.filter)
+    if "kind" in given or "url" in given:
+        _check_kind_url(given.get("kind") or row.kind, given.get("url") or row.url)
     _refuse_own_ingest(request, given.get("url"))
     changed = {attribute: given[name] for name, attribute in _PATCHABLE.items() if name in given}
     if "headers" in given:
@@ -478,6 +544,34 @@ async def recover_endpoint(request: HttpRequest, endpoint_id: str, payload: Reco
         raise HttpError(422, "until: must be later than since")
     count = await actions.recover_endpoint(endpoint_id, since, until)
     return Status(202, {"count": count})
+
+
+@router.post("/endpoints/{endpoint_id}/preview", response={200: PreviewOut, 404: Detail,
+                                                           422: Detail}, tags=["endpoints"])
+async def preview_endpoint(request: HttpRequest, endpoint_id: str, payload: PreviewIn):
+    """Render what a delivery of a stored event to this endpoint would send, without
+    sending it."""
+    row = await _endpoint_or_404(endpoint_id)
+    event = await Event.get_or_none(id=payload.event_id)
+    if event is None:
+        raise HttpError(404, f"no event with id {payload.event_id!r}")
+    template = row.template
+    if payload.template is not None or payload.use_template:
+        try:
+            template = validate_template(payload.template)
+        except TemplateProblem as exc:
+            raise HttpError(422, f"template: {exc}") from None
+    view = EventView(id=event.id, source=event.source_slug, event_type=event.event_type,
+                     received_at=event.received_at, headers=event.headers or {},
+                     body=bytes(event.body or b""), content_type=event.content_type or "")
+    try:
+        rendered = preview_request(kind=row.kind, url=row.url,
+                                   endpoint_headers=decrypt_headers(row.headers_encrypted),
+                                   secret_encrypted=row.secret_encrypted, template=template,
+                                   event=view, version=settings.VERSION)
+    except (TemplateProblem, BadMailto) as exc:
+        raise HttpError(422, str(exc)) from None
+    return {"request": rendered}
 
 
 @router.get("/endpoints/{endpoint_id}/stats", response=StatsOut, tags=["endpoints"])
@@ -665,3 +759,52 @@ async def bulk_replay(request: HttpRequest, payload: BulkReplayIn,
         return Status(200, {"count": len(ids), "deliveries": None})
     created = await actions.replay_events(list(reversed(ids)), payload.endpoint_id)
     return Status(202, {"count": len(ids), "deliveries": created})
+# --- relay listen ----------------------------------------------------------------------------
+
+
+class ListenIn(InputSchema):
+    name: str | None = Field(None, min_length=1, max_length=200,
+                             description="Resume the cli endpoint of this name; none: a new one")
+    forward_to: str = Field(..., max_length=2048,
+                            description="Where the CLI forwards deliveries (shown as the URL)")
+    sources: list[str] = Field(default_factory=list, max_length=100)
+    event_types: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("forward_to")
+    @classmethod
+    def _forward_to(cls, url: str) -> str:
+        return validate_endpoint_url(url)
+
+    @field_validator("event_types")
+    @classmethod
+    def _event_types(cls, patterns: list[str]) -> list[str]:
+        return check_event_types(patterns)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, slugs: list[str]) -> list[str]:
+        return check_sources(slugs)
+
+
+class ListenOut(Schema):
+    name: str
+    created: bool
+    secret: str
+    websocket_path: str
+    endpoint: EndpointOut
+
+
+@router.post("/cli/listen", response={200: ListenOut, 201: ListenOut, 422: Detail},
+             tags=["cli"])
+async def cli_listen(request: HttpRequest, payload: ListenIn):
+    """Register (or resume, by name) the `cli` endpoint of a `relay listen`. Its deliveries
+    are not sent by the dispatcher: the CLI pulls them over `websocket_path`. The target is
+    the CLI's own (it connects from the user's machine), so the address guard does not
+    apply to it."""
+    name = payload.name or cli.new_listener_name()
+    row, created = await cli.register(name, payload.forward_to, payload.sources,
+                                      payload.event_types)
+    return Status(201 if created else 200, {
+        "name": name, "created": created, "secret": decrypt_secret(row.secret_encrypted),
+        "websocket_path": f"/ws/cli/{row.id}", "endpoint": endpoint_out(row, True),
+    })

@@ -91,6 +91,8 @@ class Target:
     rate_limit: float | None
     retry_schedule: list[float]
     updated_at: datetime
+    kind: str = "webhook"
+    template: dict[str, Any] | None = None
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one during its rotation overlap."""
@@ -116,6 +118,8 @@ def target_from_row(row: Any) -> Target:
         retry_schedule=[float(step) for step in schedule] if schedule is not None
         else list(settings.RELAY_RETRY_SCHEDULE),
         updated_at=row["updated_at"],
+        kind=row["kind"] or "webhook",
+        template=_json(row["template"]),
     )
 
 
@@ -123,7 +127,7 @@ class Targets:
     _LOAD = (
         "SELECT id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
         " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
-        " retry_schedule, updated_at FROM endpoint WHERE id = ANY($1::text[])"
+        " retry_schedule, updated_at, kind, template FROM endpoint WHERE id = ANY($1::text[])"
     )
 
     def __init__(self) -> None:

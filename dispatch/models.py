@@ -93,3 +93,40 @@ class Attempt(Model):
             Index(fields=("delivery_id", "number"), name="attempt_delivery_idx"),
             Index(fields=("endpoint_id", "started_at"), name="attempt_endpoint_idx"),
         ]
+
+
+class Alert(Model):
+    """A rule that notifies endpoints when Relay's own health needs a human."""
+
+    id = fields.CharField(max_length=40, primary_key=True)
+    name = fields.CharField(max_length=200)
+    enabled = fields.BooleanField(default=True)
+    conditions = fields.JSONField(default=list)
+    notify = fields.JSONField(default=list)
+    """Endpoint ids the alert events are delivered to."""
+    cooldown_seconds = fields.IntField(default=900)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "alert"
+
+
+class AlertState(Model):
+    """Whether one alert condition is firing for one subject (an endpoint or a source).
+
+    The primary key is `alert_id:condition index:subject`: every dispatcher evaluating the
+    same rule locks the same row, so a firing is decided and recorded once."""
+
+    key = fields.CharField(max_length=200, primary_key=True)
+    alert_id = fields.CharField(max_length=40)
+    condition = fields.IntField()
+    subject = fields.CharField(max_length=120)
+    firing = fields.BooleanField(default=False)
+    last_fired_at = fields.DatetimeField(null=True)
+    last_event_id = fields.CharField(max_length=40, null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "alert_state"
+        indexes = [Index(fields=("alert_id", "firing"), name="alert_state_alert_idx")]

@@ -117,3 +117,14 @@ def outgoing_headers(
     headers["x-relay-delivery-id"] = delivery_id
     headers[HOPS_HEADER] = str(hops)
     return headers
+
+
+def notification_headers(endpoint_headers: Mapping[str, str] | None, version: str,
+                         content_type: str) -> dict[str, str]:
+    """A notification's headers: the endpoint's own, the content type, Relay's user agent.
+    No forwarded provider headers and no `webhook-*` signature: chat platforms need none,
+    and an event's headers could carry what its provider meant for Relay alone."""
+    headers = _kept(endpoint_headers or {})
+    headers["content-type"] = content_type
+    headers["user-agent"] = f"Relay/{version}"
+    return headers

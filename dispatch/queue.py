@@ -3,7 +3,9 @@
 A delivery is due when its status is `pending` or `retrying` and `next_attempt_at` has
 passed (partial index `delivery_due_idx`). Dispatchers claim due deliveries in batches
 with `FOR UPDATE SKIP LOCKED` and a lease; a lease that expires (the process died) is
-swept back to due. Deliveries of a disabled endpoint are parked (`next_attempt_at` NULL,
+swept back to due. Deliveries of `cli` endpoints are never claimed here: a connected
+`relay listen` pulls them (dispatch.cli), under the same leases. Deliveries of a disabled
+endpoint are parked (`next_attempt_at` NULL,
 status kept) so they never clog the claim, and made due again when it is enabled.
 
 Statements that change both an endpoint and its deliveries lock the endpoint row first,
@@ -53,7 +55,7 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts_count, c.retry_base, c.next_a
        e.enabled, e.updated_at AS endpoint_updated_at,
        e.circuit_opened_at, e.consecutive_failures, e.circuit_probe_at,
        ev.id IS NOT NULL AS event_exists, ev.body, ev.headers, ev.content_type,
-       ev.event_type, ev.source_slug, later.next_due
+       ev.event_type, ev.source_slug, ev.received_at, later.next_due
 FROM (SELECT min(next_attempt_at) AS next_due FROM delivery
       WHERE status IN ('pending', 'retrying') AND next_attempt_at > now()) AS later
 LEFT JOIN (claimed c
@@ -85,6 +87,7 @@ WITH due AS (
     SELECT id FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
       AND """ + _circuit_closed("$6") + """
     ORDER BY next_attempt_at
     LIMIT $2
@@ -96,6 +99,7 @@ WITH candidate AS (
     SELECT id, endpoint_id, next_attempt_at FROM delivery
     WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
       AND NOT (endpoint_id = ANY($3::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
       AND """ + _circuit_closed("$10") + """
     ORDER BY next_attempt_at
     LIMIT $6
@@ -149,6 +153,7 @@ class Claimed:
     content_type: str
     event_type: str | None
     source_slug: str | None
+    received_at: datetime | None = None
 
 
 async def claim(connection: asyncpg.Connection, owner: str, limit: int,
@@ -191,7 +196,7 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
             event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
             headers=json.loads(row["headers"]) if row["headers"] else {},
             content_type=row["content_type"] or "", event_type=row["event_type"],
-            source_slug=row["source_slug"],
+            source_slug=row["source_slug"], received_at=row["received_at"],
         )
         for row in rows if row["id"] is not None
     ], next_due

@@ -1,5 +1,6 @@
-"""One HTTP attempt: sign, send the event's exact bytes, read at most 8 KiB of the answer
-(`dispatch.posting`).
+"""One attempt: render what the endpoint's kind sends (`dispatch.notify.render`), then
+POST it (signed for webhooks; `dispatch.posting` reads at most 8 KiB of the answer) or
+mail it (`dispatch.mailer`).
 
 Never raises for anything the network or the subscriber does: every way an attempt can
 end is returned as an `AttemptResult`, classified where it arises.
@@ -10,14 +11,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 
+from dispatch.attempt_result import AttemptResult
 from dispatch.endpoint_headers import mask_sent
 from dispatch.endpoints import Target
-from dispatch.outgoing import outgoing_headers, split_sendable
+from dispatch.mailer import send_mail
+from dispatch.notify import discord
+from dispatch.notify.email import BadMailto
+from dispatch.notify.render import (
+    CHAT_BODIES,
+    notification_mail,
+    notification_post,
+    transformed_body,
+)
+from dispatch.notify.smtp import SmtpServer
+from dispatch.notify.templates import EventView, TemplateProblem
+from dispatch.outgoing import notification_headers, outgoing_headers, split_sendable
 from dispatch.posting import post_capped
 from dispatch.queue import Claimed
 from dispatch.signing import signature_header
@@ -29,18 +41,7 @@ from dispatch.ssrf import (
     describe_send_error,
 )
 
-
-@dataclass(slots=True)
-class AttemptResult:
-    started_at: datetime
-    duration_ms: float
-    request_headers: dict[str, str]
-    status_code: int | None = None
-    response_headers: dict[str, str] | None = None
-    response_body: str = ""
-    error: str | None = None
-    """None when a response came; else timeout, connect, dns, tls, ssrf_blocked, protocol."""
-    error_detail: str | None = None
+__all__ = ["AttemptResult", "send"]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -53,16 +54,29 @@ _check_literal_target = functools.lru_cache(maxsize=4096)(check_url_target)
 """`check_url_target` remembered for URLs it let through (a refusal raises: never cached)."""
 
 
-def request_headers(job: Claimed, target: Target, now: datetime, version: str) -> dict[str, str]:
+def event_view(job: Claimed) -> EventView:
+    return EventView(id=job.event_id, source=job.source_slug, event_type=job.event_type,
+                     received_at=job.received_at, headers=job.headers, body=job.body,
+                     content_type=job.content_type)
+
+
+def request_headers(job: Claimed, target: Target, now: datetime, version: str,
+                    body: bytes | None = None) -> dict[str, str]:
     timestamp = int(now.timestamp())
     return outgoing_headers(
         job.headers, target.headers,
         event_id=job.event_id, timestamp=timestamp,
         signature=signature_header(target.signing_secrets(now), job.event_id, timestamp,
-                                   job.body),
+                                   job.body if body is None else body),
         event_type=job.event_type, source_slug=job.source_slug, attempt=job.attempt,
         delivery_id=job.id, version=version, content_type=job.content_type or None,
     )
+
+
+def _refused(started_at: datetime, headers: dict[str, str], error: str,
+             detail: str) -> AttemptResult:
+    return AttemptResult(started_at=started_at, duration_ms=0.0, request_headers=headers,
+                         error=error, error_detail=detail, permanent=True)
 
 
 def dropped_note(names: list[str]) -> str:
@@ -72,9 +86,29 @@ def dropped_note(names: list[str]) -> str:
 
 
 async def send(client: DeliveryClient, job: Claimed, target: Target, *,
-               allowlist: Allowlist, version: str) -> AttemptResult:
+               allowlist: Allowlist, version: str, smtp: SmtpServer | None = None,
+               smtp_from: str = "") -> AttemptResult:
+    """One attempt for any endpoint kind; a template that cannot render fails it for
+    good (error kind `template`) before anything is sent."""
     started_at = datetime.now(UTC)
-    headers, dropped = split_sendable(request_headers(job, target, started_at, version))
+    try:
+        if target.kind == "email":
+            mail = notification_mail(target.url, target.template, event_view(job))
+            return await send_mail(mail, smtp, smtp_from, allowlist=tuple(allowlist),
+                                   timeout=target.timeout)
+        if target.kind not in CHAT_BODIES:
+            body = transformed_body(target.template, event_view(job))
+            headers = request_headers(job, target, started_at, version, body)
+            content = job.body if body is None else body
+        else:
+            post = notification_post(target.kind, target.template, event_view(job))
+            headers = notification_headers(target.headers, version, post.content_type)
+            content = post.body
+    except TemplateProblem as exc:
+        return _refused(started_at, {}, "template", str(exc))
+    except BadMailto as exc:
+        return _refused(started_at, {}, "config", str(exc))
+    headers, dropped = split_sendable(headers)
     clock = time.perf_counter()
     # The record keeps the endpoint's own header values masked: they are secrets.
     result = AttemptResult(started_at=started_at, duration_ms=0.0,
@@ -84,11 +118,13 @@ async def send(client: DeliveryClient, job: Claimed, target: Target, *,
     try:
         _check_literal_target(target.url, tuple(allowlist))
         async with asyncio.timeout(target.timeout):
-            answer = await post_capped(client, parsed_url(target.url), content=job.body,
+            answer = await post_capped(client, parsed_url(target.url), content=content,
                                        headers=headers, timeout=target.timeout)
         result.status_code = answer.status_code
         result.response_headers = answer.headers
         result.response_body = answer.body.decode("utf-8", "replace")
+        if target.kind == "discord":
+            result.retry_after = discord.retry_after(answer.status_code, answer.body)
     except Exception as exc:  # noqa: BLE001 - every failure is an attempt outcome
         if isinstance(exc, TimeoutError):
             result.error = "timeout"

@@ -21,6 +21,8 @@ from typing import Any
 
 import asyncpg
 
+from dispatch.attempt_result import AttemptResult
+from dispatch.notify.render import gone_reason
 from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, pooled
 from dispatch.retry import (
     CircuitState,
@@ -32,7 +34,6 @@ from dispatch.retry import (
     should_auto_disable,
 )
 from dispatch.rollups import TOTAL_KEYS, AttemptFacts, record_attempts
-from dispatch.sender import AttemptResult
 from relay.bus import publish
 from relay.ids import new_id
 from relay.logs import log_attempt
@@ -54,23 +55,31 @@ class Settlement:
     success: bool
     gone: bool
     probe: bool = False
+    disable_reason: str | None = None
+    """Why the endpoint is disabled if this attempt ends the delivery as failed (a deleted
+    chat webhook)."""
     applied: bool = field(default=False)
     """Set once written: False when the lease was lost (another dispatcher took over)."""
 
 
 def decide(job: Claimed, result: AttemptResult, schedule: Sequence[float], now: datetime,
-           rng: random.Random) -> Settlement:
-    """The delivery's next state after one attempt."""
+           rng: random.Random, kind: str = "webhook") -> Settlement:
+    """The delivery's next state after one attempt to an endpoint of `kind`."""
     outcome = classify_response(result.status_code) if result.status_code is not None else "retry"
     if outcome == "succeeded":
         return Settlement(job, result, "succeeded", None, now, success=True, gone=False)
+    gone = outcome == "gone" and kind != "email"
+    if result.permanent:
+        return Settlement(job, result, "failed", None, now, success=False, gone=gone)
     retry_after = None
     if result.response_headers:
         retry_after = parse_retry_after(result.response_headers.get("retry-after"), now)
+    if retry_after is None:
+        retry_after = result.retry_after
     delay = next_attempt_delay(list(schedule), job.attempt - job.retry_base, retry_after, rng)
-    gone = outcome == "gone"
     if delay is None:
-        return Settlement(job, result, "failed", None, now, success=False, gone=gone)
+        return Settlement(job, result, "failed", None, now, success=False, gone=gone,
+                          disable_reason=gone_reason(kind, result.status_code))
     return Settlement(job, result, "retrying", now + timedelta(seconds=delay), None,
                       success=False, gone=gone)
 
@@ -282,6 +291,8 @@ class SettleWriter:
                 continue
             if item.gone:
                 state.disable_reason = GONE_REASON
+            elif item.disable_reason is not None:
+                state.disable_reason = item.disable_reason
             elif should_auto_disable(state.first_failure_at, state.last_success_at, now):
                 state.disable_reason = auto_disable_reason()
 

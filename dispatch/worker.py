@@ -24,8 +24,10 @@ from django.conf import settings
 
 from dispatch import queue
 from dispatch.address_policy import parse_allowlist
+from dispatch.alerts import AlertEvaluator
 from dispatch.endpoints import Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
+from dispatch.notify.smtp import parse_smtp_url
 from dispatch.queue import Claimed, PutBack, pooled
 from dispatch.retry import (
     CIRCUIT_COOLDOWN_SECONDS,
@@ -73,6 +75,7 @@ class Dispatcher:
         circuit_threshold: int = CIRCUIT_FAILURE_THRESHOLD,
         circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
         client: DeliveryClient | None = None,
+        alert_interval: float | None = None,
     ) -> None:
         self.concurrency = concurrency or settings.RELAY_DISPATCH_CONCURRENCY
         self.poll_interval = poll_interval
@@ -82,6 +85,7 @@ class Dispatcher:
         self.circuit_cooldown = circuit_cooldown
         self.allowlist = tuple(parse_allowlist(settings.RELAY_TARGET_ALLOWLIST))
         """Parsed once: every send checks its target against it."""
+        self.smtp = parse_smtp_url(settings.RELAY_SMTP_URL) if settings.RELAY_SMTP_URL else None
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
@@ -91,6 +95,8 @@ class Dispatcher:
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
                                     circuit_cooldown=circuit_cooldown,
                                     on_written=self._settled)
+        self.alerts = AlertEvaluator(settings.RELAY_ALERT_INTERVAL if alert_interval is None
+                                     else alert_interval)
         self.wake = asyncio.Event()
         self.route_wake = asyncio.Event()
         self.in_flight: dict[str, tuple[Claimed, asyncio.Task]] = {}
@@ -243,16 +249,19 @@ class Dispatcher:
     async def deliver(self, job: Claimed, target: Target) -> None:
         try:
             result = await send(self.client, job, target, allowlist=self.allowlist,
-                                version=settings.VERSION)
+                                version=settings.VERSION, smtp=self.smtp,
+                                smtp_from=settings.RELAY_SMTP_FROM)
         finally:
             self.gates.release(job.endpoint_id)
             self.in_flight.pop(job.id, None)
             self.wake.set()
-        settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng)
+        settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng,
+                            target.kind)
         settlement.probe = self.probing.get(job.endpoint_id) == job.id
         self.settler.add(settlement)
 
     def _settled(self, batch: list[Settlement]) -> None:
+        self.alerts.note_settled(batch)
         for item in batch:
             if item.probe:
                 self.probing.pop(item.job.endpoint_id, None)
@@ -321,6 +330,7 @@ class Dispatcher:
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
+            loop.create_task(self.alerts.run(), name="dispatch-alerts"),
             start_daily_purge(also=[prune_rollups]),
             start_upkeep(pooled),
         ]
@@ -330,6 +340,7 @@ class Dispatcher:
         """Stop claiming, give sends in flight `shutdown_grace` seconds to finish, put
         back whatever did not (lease cleared, due now), write every settled attempt."""
         self.stopping = True
+        self.alerts.stopping = True
         self.wake.set()
         self.route_wake.set()
         if self._main is not None:

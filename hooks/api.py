@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -17,6 +19,7 @@ from ninja.responses import Status
 from pydantic import model_validator
 from tortoise.exceptions import IntegrityError
 
+from hooks import samples
 from hooks.event_search import (
     CANDIDATES_PER_PAGE,
     DELIVERY_STATUSES,
@@ -25,10 +28,17 @@ from hooks.event_search import (
     parse_event_query,
     search_events,
 )
+from hooks.ingest import query_without_secret, secret_carriers
 from hooks.models import Event, RejectedRequest, Source
-from hooks.sources import forget_source
+from hooks.rules import ParsedBody, extract
+from hooks.sources import forget_source, ingest_source_from_row
 from hooks.store import NewEvent, store_event
-from hooks.verify import DEFAULT_TOLERANCE_SECONDS, standard_webhooks_key
+from hooks.verify import (
+    DEFAULT_TOLERANCE_SECONDS,
+    VerificationError,
+    standard_webhooks_key,
+    verify_request,
+)
 from relay.api import (
     InputSchema,
     check_limit,
@@ -453,3 +463,72 @@ async def publish_event(request: HttpRequest, payload: PublishIn):
     })
     return Status(202, {"id": stored.id})
 
+
+
+# --- samples (relay trigger) -----------------------------------------------------------------
+
+
+class FixtureOut(Schema):
+    name: str = Field(..., description="What `trigger` takes, e.g. github.push")
+    provider: str
+    event_type: str
+    description: str
+
+
+class FixtureList(Schema):
+    data: list[FixtureOut]
+
+
+class TriggerIn(InputSchema):
+    fixture: str = Field(..., min_length=1, max_length=200,
+                         description="A name from GET /api/v1/fixtures")
+
+
+@router.get("/fixtures", response=FixtureList, tags=["sources"])
+async def list_fixtures(request: HttpRequest):
+    """The sample webhooks `POST /sources/{id}/trigger` can store."""
+    return {"data": [
+        {"name": f.name, "provider": f.provider, "event_type": f.event_type,
+         "description": f.description}
+        for f in samples.fixtures().values()
+    ]}
+
+
+@router.post("/sources/{source_id}/trigger",
+             response={202: Published, 404: Detail, 409: Detail, 422: Detail}, tags=["sources"])
+async def trigger(request: HttpRequest, source_id: str, payload: TriggerIn):
+    """Store a sample webhook as if the provider had sent it to this source: the
+    provider's headers and body, signed for the source's verification kind with its
+    secret, and checked by that verification before it is stored."""
+    row = await _source_or_404(source_id)
+    fixture = samples.fixtures().get(payload.fixture)
+    if fixture is None:
+        raise HttpError(422, f"fixture: no fixture {payload.fixture!r}; one of "
+                             f"{', '.join(samples.fixtures())}")
+    if not row.enabled:
+        raise HttpError(409, f"the source {row.slug!r} is disabled")
+    source = ingest_source_from_row(row)
+    now = time.time()
+    sample = samples.sample_request(fixture, source.verification, source.secret, now)
+    try:
+        verify_request(source.verification, source.secret, sample.headers, sample.query,
+                       sample.body, now)
+    except VerificationError as refusal:
+        raise HttpError(422, f"cannot make a request this source accepts: {refusal}") from None
+    carriers = secret_carriers(source)
+    headers = {name: value for name, value in sample.headers.items() if name not in carriers}
+    query = query_without_secret(urlencode(sample.query), source)
+    parsed = ParsedBody(sample.body)
+    stored = await store_event(
+        NewEvent(source_id=source.id, source_slug=source.slug,
+                 event_type=extract(source.event_type, headers, parsed),
+                 dedup_key=extract(source.dedup, headers, parsed), method="POST", query=query,
+                 headers=headers, content_type=headers.get("content-type", ""),
+                 body=sample.body),
+        settings.RELAY_DEDUP_WINDOW,
+    )
+    if not stored.duplicate:
+        publish({"type": "event.received", "event": {
+            "id": stored.id, "source": source.slug, "event_type": fixture.event_type,
+            "received_at": iso(stored.received_at), "size": len(sample.body)}})
+    return Status(202, {"id": stored.id})

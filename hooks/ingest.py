@@ -36,14 +36,14 @@ def _unavailable(slug: str, exc: BaseException) -> HttpResponse:
         _json(503, {"detail": "the database is unavailable; retry later"}), f"/in/{slug}", exc)
 
 
-def _secret_carriers(source: IngestSource) -> frozenset[str]:
+def secret_carriers(source: IngestSource) -> frozenset[str]:
     """Headers that carry a token source's shared secret: never stored or forwarded."""
     if source.verification.kind != "token" or source.verification.query_param:
         return frozenset()
     return frozenset({(source.verification.header or DEFAULT_TOKEN_HEADER).lower()})
 
 
-def _query_without_secret(raw_query: str, source: IngestSource) -> str:
+def query_without_secret(raw_query: str, source: IngestSource) -> str:
     param = source.verification.query_param if source.verification.kind == "token" else None
     if not param:
         return raw_query
@@ -85,7 +85,7 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
 
     body = request.body
     raw_query = request.META.get("QUERY_STRING", "")
-    headers = stored_headers(request.scope["headers"], drop=_secret_carriers(source))
+    headers = stored_headers(request.scope["headers"], drop=secret_carriers(source))
     try:
         verify_request(
             source.verification, source.secret, _all_headers(request, headers, source),
@@ -102,7 +102,7 @@ async def ingest(request: HttpRequest, slug: str) -> HttpResponse:
         event_type=extract(source.event_type, headers, parsed),
         dedup_key=extract(source.dedup, headers, parsed),
         method=request.method,
-        query=_query_without_secret(raw_query, source),
+        query=query_without_secret(raw_query, source),
         headers=headers,
         content_type=headers.get("content-type", ""),
         body=body,
@@ -135,7 +135,7 @@ def _hops(request: HttpRequest) -> int:
 def _all_headers(request: HttpRequest, stored: dict[str, str],
                  source: IngestSource) -> dict[str, str]:
     """Verification sees every header, the secret-carrying one included."""
-    carriers = _secret_carriers(source)
+    carriers = secret_carriers(source)
     if not carriers:
         return stored
     return stored_headers(request.scope["headers"])

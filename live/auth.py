@@ -1,4 +1,5 @@
-"""Who opened a live WebSocket: an API token in `?token=`, or the dashboard's session cookie.
+"""Who opened a live WebSocket: an API token (`Authorization: Bearer` or `?token=`), or the
+dashboard's session cookie.
 
 The cookie is only honoured when the browser says the page came from this same host
 (`Origin`), so another web site cannot open the stream with an admin's cookie.
@@ -63,8 +64,17 @@ def same_origin(scope: dict[str, Any]) -> bool:
     return bool(hostname) and any(is_same_domain(hostname, pattern) for pattern in patterns)
 
 
+def bearer_token(scope: dict[str, Any]) -> str | None:
+    """`Authorization: Bearer <token>` sent with the handshake (clients that are not
+    browsers can, and keep the token out of URLs and access logs)."""
+    header = _header(scope, b"authorization")
+    if header is None or header[:7].lower() != "bearer ":
+        return None
+    return header[7:].strip() or None
+
+
 async def authenticate(scope: dict[str, Any]) -> ApiToken | None:
-    token = query_token(scope)
+    token = bearer_token(scope) or query_token(scope)
     if token is not None:
         return await ApiToken.get_or_none(token_hash=hash_token(token), revoked_at=None)
     cookie = session_cookie(scope)

@@ -1,4 +1,4 @@
-"""WebSocket routes: `/ws/live`; any other path is refused at the handshake."""
+"""WebSocket routes: `/ws/live`, `/ws/cli/<endpoint_id>`; any other path is refused at the handshake."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from channels.routing import URLRouter
 from django.urls import path, re_path
 
 from live.consumer import LiveConsumer
+from live.listen import ListenConsumer
 
 
 async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -19,5 +20,6 @@ async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def websocket_application() -> Any:
     return URLRouter([
         path("ws/live", LiveConsumer.as_asgi()),
+        path("ws/cli/<str:endpoint_id>", ListenConsumer.as_asgi()),
         re_path(r"", refuse),
     ])

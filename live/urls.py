@@ -9,6 +9,7 @@ app_name = "live"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("sources", views.sources, name="sources"),
+    path("notify", views.notify, name="notify"),
     path("login", views.login, name="login"),
     path("logout", views.logout, name="logout"),
     path("events", views.events, name="events"),

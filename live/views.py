@@ -164,3 +164,8 @@ async def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
         "page": "404", "path": request.path, "token_name": token.name if token else "",
         "scope": token.scope if token else "", "can_write": False,
     }, status=404)
+
+
+@csrf_protect
+async def notify(request: HttpRequest) -> HttpResponse:
+    return await _shell(request, "live/notify.html", "notify")

@@ -105,6 +105,11 @@ RELAY_CIRCUIT_COOLDOWN = "dispatch.retry.CIRCUIT_COOLDOWN_SECONDS"
 RELAY_REQUEST_LOG = _env_bool("RELAY_REQUEST_LOG", True)
 RELAY_TRUST_X_FORWARDED_PROTO = _env_bool("RELAY_TRUST_X_FORWARDED_PROTO", False)
 RELAY_SOURCE_CACHE_SECONDS = _env_float("RELAY_SOURCE_CACHE_SECONDS", 2.0)
+RELAY_SMTP_URL = _env("RELAY_SMTP_URL")
+"""Where email endpoints send: smtp://user:pass@host:587?starttls=true or smtps://..."""
+RELAY_SMTP_FROM = _env("RELAY_SMTP_FROM", "relay@localhost")
+RELAY_ALERT_INTERVAL = _env_float("RELAY_ALERT_INTERVAL", 15.0)
+"""Seconds between two evaluations of the alert rules by each dispatcher."""
 try:
     RELAY_RETRY_SCHEDULE = parse_retry_schedule(
         _env("RELAY_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000")

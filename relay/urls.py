@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from dispatch.alerts_api import router as alerts_router
 from dispatch.api import bulk_router as dispatch_bulk_router
 from dispatch.api import router as dispatch_router
 from dispatch.stats_api import router as stats_router
@@ -16,6 +17,7 @@ api.add_router("/", dispatch_bulk_router)
 api.add_router("/", hooks_router)
 api.add_router("/", dispatch_router)
 api.add_router("/", stats_router)
+api.add_router("/", alerts_router)
 
 urlpatterns = [
     path("in/<str:slug>", ingest, name="ingest"),

@@ -77,8 +77,8 @@ def _loopback_only():
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-TABLES = ["attempt", "delivery", "endpoint", "rejected_request", "event", "source", "api_token",
-          "endpoint_rollup", "source_rollup", "dashboard_session"]
+TABLES = ["alert_state", "alert", "attempt", "delivery", "endpoint", "rejected_request", "event",
+          "source", "api_token", "endpoint_rollup", "source_rollup", "dashboard_session"]
 
 
 @pytest.fixture(scope="session")

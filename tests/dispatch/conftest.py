@@ -220,3 +220,23 @@ async def wait_for_statuses(expected: str, count: int, timeout: float = 10.0,
     await wait_until(done, timeout=timeout,
                      message=f"{count} deliveries {expected} ({filters})")
     return rows
+
+
+@pytest.fixture
+async def platforms():
+    """Fake Slack, Discord and Teams receivers (tests/dispatch/platforms.py)."""
+    from tests.dispatch.platforms import Platforms
+
+    server = await Platforms().start()
+    yield server
+    await server.stop()
+
+
+def provider_sample(name: str) -> dict:
+    """A sample provider webhook from hooks/fixtures (`github.push`, `stripe.invoice.paid`):
+    {"provider", "event_type", "headers", "body"}."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "hooks" / "fixtures" / f"{name}.json"
+    return json.loads(path.read_text())

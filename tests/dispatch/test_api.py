@@ -20,7 +20,7 @@ MISSING_DLV = "dlv_00000000000000000000000000"
 MISSING_EVT = "evt_00000000000000000000000000"
 
 ENDPOINT_FIELDS = {
-    "id", "url", "description", "enabled", "disabled_reason", "event_types", "sources",
+    "id", "url", "kind", "template", "description", "enabled", "disabled_reason", "event_types", "sources",
     "filter", "headers", "timeout_seconds", "max_in_flight", "rate_limit_per_second",
     "retry_schedule", "created_at", "updated_at",
 }

@@ -137,6 +137,8 @@ class Command(BaseCommand):
         say(f"  dashboard:  {base}/dashboard/")
         say(f"  API docs:   {base}/api/v1/docs")
         say(f"  ingest:     {base}/in/<source-slug>")
+        say(f"  CLI:        .venv/bin/relay login --url {base} --token {first_token or '<token>'}"
+            " (then relay listen --forward-to URL; see docs/cli.md)")
         if first_token:
             say("")
             say("First start: an admin API token was created. Store it now, it is not shown again:")
