@@ -168,7 +168,10 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
             _fill(operation, OPERATIONS.get(operation.get("operationId", "")))
             _fill(operation, operation.get("summary"))
             for parameter in operation.get("parameters", []):
-                _fill(parameter, FIELDS.get(parameter.get("name", "")))
+                name = parameter.get("name", "")
+                _fill(parameter, FIELDS.get(name))
+                if name.endswith("_id"):
+                    _fill(parameter, f"The {name[:-3].replace('_', ' ')}'s id.")
                 if parameter.get("name") == "limit":
                     _fill(parameter, "Rows per page, 1 to 250 (default 50).")
                 if parameter.get("name") == "cursor":
@@ -179,6 +182,7 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
     for name, component in schema.get("components", {}).get("schemas", {}).items():
         for field, spec in component.get("properties", {}).items():
             _fill(spec, FIELDS.get(f"{name}.{field}") or FIELDS.get(field))
+            _fill(spec, spec.get("title"))  # stopgap for fields not in the glossary yet
             values = ENUMS.get(f"{name}.{field}")
             if values:
                 _set_enum(spec, values)

@@ -221,16 +221,17 @@ async def test_the_charts_keep_their_history_after_a_reload(
         answer = await client.post("/in/shop", json={"type": "order.paid", "n": n})
         assert answer.status_code == 202
     page, console = await open_dashboard(admin_token, viewport={"width": 1440, "height": 900})
-    await page.wait_for_function("Number(document.body.dataset.chartPoints || 0) > 0",
-                                 timeout=15000)
+    points = re.compile(r"^[1-9]")
+    await expect(page.locator("body")).to_have_attribute("data-chart-points", points,
+                                                         timeout=15000)
     await page.reload()
-    await page.wait_for_function("Number(document.body.dataset.chartPoints || 0) > 0")
+    await expect(page.locator("body")).to_have_attribute("data-chart-points", points)
     box = await page.locator("#chart-throughput").bounding_box()
     await page.mouse.move(box["x"] + box["width"] - 12, box["y"] + box["height"] / 2)
     await expect(page.locator("#chart-throughput")).to_have_attribute(
         "data-hover", re.compile(r"events/s: \d"))
     await page.click("[data-range='24h']")
-    await page.wait_for_function("Number(document.body.dataset.chartPoints || 0) > 0")
+    await expect(page.locator("body")).to_have_attribute("data-chart-points", points)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-history.png"))
     assert console.errors == []
 
