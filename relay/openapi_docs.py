@@ -182,7 +182,7 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
     for name, component in schema.get("components", {}).get("schemas", {}).items():
         for field, spec in component.get("properties", {}).items():
             _fill(spec, FIELDS.get(f"{name}.{field}") or FIELDS.get(field))
-            _fill(spec, spec.get("title"))  # stopgap for fields not in the glossary yet
+            _fill(spec, spec.get("title") or field.replace("_", " "))  # stopgap: not in the glossary yet
             values = ENUMS.get(f"{name}.{field}")
             if values:
                 _set_enum(spec, values)
