@@ -11,8 +11,9 @@ ago, one delivery and one attempt each, one delivery in a thousand still in flig
 least two days ago). Relay runs under uvicorn (1 worker) on 127.0.0.1.
 
 Windows alternate quiet, purging, purging, quiet (`--rounds` times). Each purging window
-starts `manage.py purge --days N` with N cut so that the window's purge drops the next
-slice of the backlog's days, and measures signed 1 KB `POST /in/<slug>` at a fixed
+runs `manage.py purge --days N` (started and frozen before the window, so the window
+does not pay for a process start) with N cut so that it drops the next slice of the
+backlog's days, and measures signed 1 KB `POST /in/<slug>` at a fixed
 concurrency while it runs; quiet windows run no purge. Prints ingest while purging /
 ingest without purge (target ≥ 0.95), each purge's time, and the expired backlog before
 and after (what stays is only what is still in flight, moved to the default partitions).
@@ -29,6 +30,7 @@ import hmac
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _scale_seed import seed
 from _servers import PYTHON, ROOT, BenchError, Postgres, Server, migrated_with_token
-from ingest import SIGNATURE_HEADER, create_source, relay_env, webhook_body
+from ingest import SIGNATURE_HEADER, SOURCE_SLUG, create_source, relay_env, webhook_body
 from purge import measure, problems_of
 
 from tests.servers import _postgres_bin
@@ -75,6 +77,23 @@ class ExistingPostgres:
 
     def destroy(self) -> None:
         pass
+
+
+def start_frozen_purge(days: int, log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`manage.py purge --days N` started, past Python's and Django's start-up (its first
+    line printed), then frozen (SIGSTOP): a window measures the purge, not a process start,
+    which the daily purge inside a dispatcher does not have."""
+    log = open(log_path, "w")  # noqa: SIM115 - the process writes to it
+    purge = subprocess.Popen([PYTHON, "manage.py", "purge", "--days", str(days)], cwd=ROOT,
+                             env={**env, "PYTHONUNBUFFERED": "1"}, stdout=log,
+                             stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while "Dropping whole days" not in log_path.read_text():
+        if purge.poll() is not None or time.monotonic() > deadline:
+            raise BenchError("the purge did not start:\n" + log_path.read_text()[-2000:])
+        time.sleep(0.05)
+    purge.send_signal(signal.SIGSTOP)
+    return purge
 
 
 def backlog(pg: Any, cutoff: datetime) -> tuple[int, int]:
@@ -127,6 +146,8 @@ def main() -> int:
         relay = Server("relay", "relay.asgi:application", env, workdir)
         relay.start()
         secret = secrets.token_hex(32)
+        if args.reuse:  # a source left by an earlier run
+            pg.psql(f"DELETE FROM source WHERE slug = '{SOURCE_SLUG}'")
         create_source(relay, token, secret)
         body = webhook_body()
         headers = {"Content-Type": "application/json", "User-Agent": "relay-bench/1",
@@ -144,11 +165,9 @@ def main() -> int:
             purge = None
             if phase == "purging":
                 days = keep_days[len(purges)]
-                log = open(workdir / f"purge{number}.log", "w")  # noqa: SIM115
+                purge = start_frozen_purge(days, workdir / f"purge{number}.log", env)
                 started = time.monotonic()
-                purge = subprocess.Popen(
-                    [PYTHON, "manage.py", "purge", "--days", str(days)],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                purge.send_signal(signal.SIGCONT)
             results[phase].append(
                 measure(f"{phase}{number}", relay, pg, args, headers, body, workdir))
             if purge is not None:

@@ -73,9 +73,9 @@ async def seed(connection: Any, args: argparse.Namespace) -> None:
     started = time.monotonic()
     await connection.execute("""
         INSERT INTO endpoint (id, url, description, enabled, secret_encrypted, event_types,
-                              sources, headers, max_in_flight, consecutive_failures,
+                              sources, max_in_flight, consecutive_failures,
                               created_at, updated_at)
-        SELECT id, 'http://127.0.0.1:9/', '', true, 'x', '[]', '[]', '{}', 10, 0, now(), now()
+        SELECT id, 'http://127.0.0.1:9/', '', true, 'x', '[]', '[]', 10, 0, now(), now()
         FROM unnest($1::text[]) AS id""", endpoints)
     say(f"Seeding {args.attempts:,} attempts over 24 h on {args.endpoints} endpoints ...")
     indexes = await connection.fetch(
@@ -231,15 +231,22 @@ async def explain(endpoint: str) -> None:
     from dispatch.endpoints import utcnow
     from dispatch.queue import pooled
     from dispatch.rollups import SUMS_BY_ENDPOINT, SUMS_OF_ENDPOINT, last_day, window_bounds
-    from dispatch.stats import _LIVE_OPEN, _OPEN_OF_ALL, _OPEN_OF_ENDPOINT, OPEN_COUNT_CAP
+    from dispatch.stats import (
+        _INDEX_SCANS_ONLY,
+        _LIVE_OPEN,
+        _OPEN_OF_ALL,
+        _OPEN_OF_ENDPOINT,
+        OPEN_COUNT_CAP,
+    )
 
     bounds = window_bounds(*last_day(utcnow()))
     statements = [(SUMS_OF_ENDPOINT, [*bounds, endpoint]), (SUMS_BY_ENDPOINT, bounds),
                   (_OPEN_OF_ENDPOINT, [OPEN_COUNT_CAP, endpoint]),
                   (_OPEN_OF_ALL, [OPEN_COUNT_CAP]), (_LIVE_OPEN, [])]
     async with pooled() as connection, connection.transaction():
-        await connection.execute("SET LOCAL enable_seqscan = off")
         for sql, params in statements:
+            if sql not in (SUMS_OF_ENDPOINT, SUMS_BY_ENDPOINT):
+                await connection.execute(_INDEX_SCANS_ONLY)
             plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
             say("\n".join(row[0] for row in plan))
             say("-" * 60)
@@ -308,6 +315,7 @@ async def measure(args: argparse.Namespace) -> int:
             f"p50/p95/p99 {[new['p50_ms'], new['p95_ms'], new['p99_ms']]} ms, "
             f"pending {new['pending']:,} (capped), in flight {new['in_flight']}")
         say(f"live: {live}")
+        new = await endpoint_stats(endpoint)  # the window moves: count at the same moment
         since, _ = last_day(utcnow())
         async with pooled() as connection:
             exact = await connection.fetchrow(

@@ -19,6 +19,12 @@ from kernel.ids import new_id
 TEST_EVENT_TYPE = "relay.test"
 API_DISABLED_REASON = "disabled through the API"
 
+
+def disabled_reason(token_name: str, from_dashboard: bool) -> str:
+    """Who disabled an endpoint by hand, and from where (shown beside the endpoint)."""
+    where = "from the dashboard" if from_dashboard else "through the API"
+    return f"disabled {where} by {token_name}"
+
 _INSERT_ROUTED_EVENT = f"""
 WITH marked AS (
     INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
@@ -76,6 +82,40 @@ async def replay_event(event_id: str, endpoint_id: str | None = None) -> list[st
         if ids:
             await queue.notify_due(connection)
     return ids
+
+
+_EVENTS_FOR_REPLAY = (
+    "SELECT id, event_type, source_slug, body FROM event WHERE id = ANY($1::text[]) ORDER BY id"
+)
+REPLAY_BATCH = 500
+"""Events replayed per transaction by a bulk replay."""
+
+
+async def replay_events(event_ids: list[str], endpoint_id: str | None = None) -> int:
+    """Replay many stored events, `REPLAY_BATCH` per transaction (subscriptions read
+    once); returns how many deliveries were created."""
+    created = 0
+    async with pooled() as connection:
+        subscriptions = None if endpoint_id else await Subscriptions().refresh(connection)
+        for start in range(0, len(event_ids), REPLAY_BATCH):
+            async with connection.transaction():
+                events = await connection.fetch(_EVENTS_FOR_REPLAY,
+                                                event_ids[start:start + REPLAY_BATCH])
+                pairs: list[tuple[str, str]] = []
+                for event in events:
+                    if endpoint_id is not None:
+                        pairs.append((event["id"], endpoint_id))
+                        continue
+                    document = parse_document(bytes(event["body"]))
+                    pairs.extend(
+                        (event["id"], sub.id) for sub in subscriptions or ()
+                        if endpoint_wants(sub.event_types, sub.sources, sub.rule,
+                                          event["event_type"], event["source_slug"], document))
+                ids = await queue.insert_deliveries(connection, pairs)
+                if ids:
+                    await queue.notify_due(connection)
+                created += len(ids)
+    return created
 
 
 async def retry_delivery(delivery_id: str, endpoint_id: str) -> bool:

@@ -1,20 +1,20 @@
-"""Admin API for endpoints, deliveries and replays (the HTTP surface in docs/api.md)."""
+"""Admin API for endpoints, deliveries, replays and the bulk actions on them."""
 
 from __future__ import annotations
 
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.responses import Status
 from pydantic import field_validator
 
-from dispatch import actions, cli, states
+from dispatch import actions, cli, delivery_search, queue, states
 from dispatch.endpoint_headers import MASK, decrypt_headers, encrypt_headers, masked
 from dispatch.filters import FilterError, validate_filter
 from dispatch.models import ENDPOINT_KINDS, Attempt, Delivery, Endpoint
@@ -26,9 +26,20 @@ from dispatch.preview import preview_request
 from dispatch.ssrf import TargetBlocked, check_url_target, validate_endpoint_url
 from dispatch.stats import endpoint_stats
 from dispatch.stats_api import StatsOut
+from hooks.event_search import EventQuery, SearchError, parse_event_query, parse_time
+from hooks.event_search import all_matching_ids as matching_event_ids
 from hooks.headers import HOP_BY_HOP
 from hooks.models import SLUG_PATTERN, Event
-from kernel.api import InputSchema, iso, paginate, require_admin
+from kernel.api import (
+    InputSchema,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    iso,
+    paginate,
+    reject_unknown_params,
+    require_admin,
+)
 from kernel.crypto import decrypt_secret, encrypt_secret, new_signing_secret
 from kernel.ids import new_id
 from kernel.partitions import ids_after
@@ -403,7 +414,7 @@ async def create_endpoint(request: HttpRequest, payload: EndpointIn):
         template=payload.template,
         description=payload.description,
         enabled=payload.enabled,
-        disabled_reason=None if payload.enabled else actions.API_DISABLED_REASON,
+        disabled_reason=None if payload.enabled else _disabled_reason(request),
         secret_encrypted=encrypt_secret(secret),
         event_types=payload.event_types,
         sources=payload.sources,
@@ -451,7 +462,7 @@ async def update_endpoint(request: HttpRequest, endpoint_id: str, payload: Endpo
     if changed:
         await _save(row, changed)
     if "enabled" in given and given["enabled"] != row.enabled:
-        return await _set_enabled(endpoint_id, given["enabled"])
+        return await _set_enabled(request, endpoint_id, given["enabled"])
     return endpoint_out(row, True)
 
 
@@ -491,21 +502,28 @@ async def _save(row: Endpoint, fields: dict[str, Any], now: datetime | None = No
     await row.save(update_fields=[*fields, "updated_at"])
 
 
-async def _set_enabled(endpoint_id: str, enabled: bool) -> dict[str, Any]:
-    """Enable or disable (its deliveries parked or made due again); the endpoint after."""
+def _disabled_reason(request: HttpRequest) -> str:
+    """Who disabled by hand: the token's name, and whether through the dashboard session."""
+    token = request.auth
+    return actions.disabled_reason(token.name, "authorization" not in request.headers)
+
+
+async def _set_enabled(request: HttpRequest, endpoint_id: str, enabled: bool) -> dict[str, Any]:
+    """Enable or disable (its deliveries parked or made due again); the endpoint after,
+    as it is then (enabling an endpoint Relay disables again at once shows disabled)."""
     await _endpoint_or_404(endpoint_id)
-    await actions.set_endpoint_enabled(endpoint_id, enabled)
+    await actions.set_endpoint_enabled(endpoint_id, enabled, _disabled_reason(request))
     return endpoint_out(await _endpoint_or_404(endpoint_id), True)
 
 
 @router.post("/endpoints/{endpoint_id}/enable", response=EndpointOut, tags=["endpoints"])
 async def enable_endpoint(request: HttpRequest, endpoint_id: str):
-    return await _set_enabled(endpoint_id, True)
+    return await _set_enabled(request, endpoint_id, True)
 
 
 @router.post("/endpoints/{endpoint_id}/disable", response=EndpointOut, tags=["endpoints"])
 async def disable_endpoint(request: HttpRequest, endpoint_id: str):
-    return await _set_enabled(endpoint_id, False)
+    return await _set_enabled(request, endpoint_id, False)
 
 
 @router.post("/endpoints/{endpoint_id}/test", response={202: TestOut}, tags=["endpoints"])
@@ -564,23 +582,44 @@ async def get_endpoint_stats(request: HttpRequest, endpoint_id: str):
 # --- deliveries ------------------------------------------------------------------------------
 
 
-@router.get("/deliveries", response=DeliveryList, tags=["deliveries"])
-async def list_deliveries(request: HttpRequest, endpoint: str | None = None,
-                          event: str | None = None, status: str | None = None,
-                          limit: int = 50, cursor: str | None = None):
-    queryset = Delivery.all()
-    if endpoint:
-        queryset = queryset.filter(endpoint_id=endpoint)
-    if event:
-        queryset = queryset.filter(event_id=event)
-        if (low := ids_after("dlv", event)) is not None:
-            queryset = queryset.filter(id__gte=low)
-    if status:
-        if status not in states.ALL:
-            raise HttpError(422, f"status: must be one of {', '.join(states.ALL)}")
-        queryset = queryset.filter(status=status)
-    rows, next_cursor = await paginate(queryset, limit, cursor)
-    return {"data": [delivery_out(row) for row in rows], "next_cursor": next_cursor}
+DELIVERY_LIST_PARAMS = frozenset({"endpoint", "event", "status", "since", "until", "limit",
+                                  "cursor"})
+
+
+@router.get("/deliveries", response=DeliveryList, tags=["deliveries"],
+            summary="Search the delivery log",
+            description=(
+                "Deliveries newest first. `status` is one status or a comma-separated list "
+                "(`failed,retrying`); `since`/`until` bound when the delivery was created. With "
+                "both `endpoint` and `status` a page examines at most "
+                f"{delivery_search.CANDIDATES_PER_PAGE} of the endpoint's deliveries: it may "
+                "hold fewer than `limit` rows while `next_cursor` continues. An unknown query "
+                "parameter is 422."))
+async def list_deliveries(request: HttpRequest,
+                          endpoint: str | None = Query(None, description="An endpoint id."),
+                          event: str | None = Query(None, description="An event id."),
+                          status: str | None = Query(
+                              None, description="Statuses, comma-separated: "
+                                                + ", ".join(states.ALL)),
+                          since: str | None = Query(None, description="ISO 8601; created at or after."),
+                          until: str | None = Query(None, description="ISO 8601; created before."),
+                          limit: int = Query(50, description="1 to 250 rows per page."),
+                          cursor: str | None = Query(None, description="`next_cursor` of the page before.")):
+    reject_unknown_params(request, DELIVERY_LIST_PARAMS)
+    check_limit(limit)
+    try:
+        query = delivery_search.DeliveryQuery(
+            endpoint=endpoint or None, event=event or None,
+            statuses=tuple(delivery_search.parse_statuses(status)),
+            since=parse_time("since", since), until=parse_time("until", until))
+    except (delivery_search.SearchError, SearchError) as exc:
+        raise HttpError(422, str(exc)) from None
+    if query.since and query.until and query.until <= query.since:
+        raise HttpError(422, "until: must be later than since")
+    page = await delivery_search.search_deliveries(
+        query, limit, decode_cursor(cursor) if cursor else None)
+    return {"data": [delivery_out(row) for row in page.rows],
+            "next_cursor": encode_cursor(page.next_cursor_id) if page.next_cursor_id else None}
 
 
 @router.get("/deliveries/{delivery_id}", response=DeliveryDetail, tags=["deliveries"])
@@ -630,6 +669,95 @@ async def replay_event(request: HttpRequest, event_id: str, payload: ReplayIn | 
     return Status(202, {"count": len(ids), "delivery_ids": ids})
 
 
+# --- bulk actions (mounted before the routes with an id, whose patterns would match) --------
+
+bulk_router = Router()
+
+RETRYABLE = ("failed", "retrying")
+MAX_REPLAY_EVENTS = 10_000
+"""A bulk replay refuses filters that match more events than this: narrow them."""
+
+
+class BulkRetryIn(InputSchema):
+    endpoint_id: str | None = Field(None, description="Only this endpoint's deliveries.")
+    statuses: list[Literal["failed", "retrying"]] = Field(
+        ..., min_length=1, description="The statuses to retry: failed and/or retrying.")
+    since: datetime | None = Field(None, description="Deliveries created at or after.")
+    until: datetime | None = Field(None, description="Deliveries created before.")
+
+
+class BulkReplayIn(InputSchema):
+    source: str | None = Field(None, description="A source slug.")
+    event_type: str | None = Field(None, description="An exact type or a prefix ending in *.")
+    since: str | None = Field(None, description="ISO 8601; received at or after.")
+    until: str | None = Field(None, description="ISO 8601; received before.")
+    status: str | None = Field(None, description="Events with a delivery in this status.")
+    endpoint: str | None = Field(None, description="Events with a delivery to this endpoint.")
+    filter: dict[str, Any] | None = Field(None, description="A JSON filter over the body.")
+    endpoint_id: str | None = Field(
+        None, description="Replay to this endpoint only (else to every endpoint that wants "
+                          "each event now).")
+
+
+class BulkCountOut(Schema):
+    count: int = Field(..., description="How many deliveries (retry) or events (replay).")
+
+
+class ReplayCountOut(BulkCountOut):
+    deliveries: int | None = Field(None, description="New deliveries created (not in a dry run).")
+
+
+def _bulk_time(moment: datetime | None) -> datetime | None:
+    return _aware(moment) if moment else None
+
+
+@bulk_router.post("/deliveries/retry", response={200: BulkCountOut, 202: BulkCountOut,
+                                                 404: Detail, 422: Detail},
+                  tags=["deliveries"], summary="Retry many deliveries",
+                  description="Put every delivery in `statuses` (of one endpoint, created in "
+                              "[since, until)) back to pending, 1,000 per statement. "
+                              "`?dry_run=true` only counts them (200).")
+async def bulk_retry(request: HttpRequest, payload: BulkRetryIn,
+                     dry_run: bool = Query(False, description="Count only; change nothing.")):
+    if payload.endpoint_id is not None:
+        await _endpoint_or_404(payload.endpoint_id)
+    since, until = _bulk_time(payload.since), _bulk_time(payload.until)
+    if since and until and until <= since:
+        raise HttpError(422, "until: must be later than since")
+    low, high = delivery_search.id_range(since, until)
+    statuses = list(dict.fromkeys(payload.statuses))
+    async with queue.pooled() as connection:
+        if dry_run:
+            count = await queue.count_for_retry(connection, payload.endpoint_id, statuses,
+                                                low, high)
+            return Status(200, {"count": count})
+        count = await queue.retry_in_bulk(connection, payload.endpoint_id, statuses, low, high)
+    return Status(202, {"count": count})
+
+
+@bulk_router.post("/events/replay", response={200: ReplayCountOut, 202: ReplayCountOut,
+                                              404: Detail, 422: Detail},
+                  tags=["events"], summary="Replay many events",
+                  description="Deliver again every event the event-log filters match (at most "
+                              f"{MAX_REPLAY_EVENTS}), in batches of {actions.REPLAY_BATCH} "
+                              "per transaction. `?dry_run=true` only counts the events (200).")
+async def bulk_replay(request: HttpRequest, payload: BulkReplayIn,
+                      dry_run: bool = Query(False, description="Count only; change nothing.")):
+    given = payload.dict(exclude={"endpoint_id"})
+    try:
+        query: EventQuery = parse_event_query(given)
+    except SearchError as exc:
+        raise HttpError(422, str(exc)) from None
+    if payload.endpoint_id is not None:
+        await _endpoint_or_404(payload.endpoint_id)
+    ids = await matching_event_ids(query, MAX_REPLAY_EVENTS)
+    if len(ids) > MAX_REPLAY_EVENTS:
+        raise HttpError(422, f"more than {MAX_REPLAY_EVENTS} events match: narrow the filters "
+                             "(a shorter time range, a source or an event type)")
+    if dry_run:
+        return Status(200, {"count": len(ids), "deliveries": None})
+    created = await actions.replay_events(list(reversed(ids)), payload.endpoint_id)
+    return Status(202, {"count": len(ids), "deliveries": created})
 # --- relay listen ----------------------------------------------------------------------------
 
 

@@ -9,8 +9,9 @@ is within one bucket's width of the exact one, and closer after interpolation.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 
 BOUNDS: tuple[float, ...] = tuple(2.0 ** (k / 4) for k in range(-8, 69))
 """Upper bounds in milliseconds of every bucket but the last."""
@@ -34,22 +35,20 @@ def percentile(counts: Sequence[float], q: float) -> float | None:
     counts nothing. Linear interpolation inside the bucket where the rank falls (like
     Prometheus' `histogram_quantile`); the open last bucket answers its lower bound.
     Counts may be fractional (weighted windows)."""
-    total = float(sum(counts))
+    cumulative = list(accumulate(counts))
+    total = float(cumulative[-1]) if cumulative else 0.0
     if total <= 0:
         return None
     rank = q * total
-    seen = 0.0
-    for index, count in enumerate(counts):
-        if count <= 0:
-            continue
-        if seen + count >= rank:
-            if index == BUCKETS - 1:
-                return BOUNDS[-1]
-            low = BOUNDS[index - 1] if index > 0 else 0.0
-            high = BOUNDS[index]
-            return low + (high - low) * max(rank - seen, 0.0) / count
-        seen += count
-    return BOUNDS[-1]
+    index = bisect_left(cumulative, rank)
+    while index < len(counts) - 1 and counts[index] <= 0:
+        index += 1
+    if index >= BUCKETS - 1:
+        return BOUNDS[-1]
+    seen = cumulative[index] - counts[index]
+    low = BOUNDS[index - 1] if index > 0 else 0.0
+    high = BOUNDS[index]
+    return low + (high - low) * max(rank - seen, 0.0) / counts[index]
 
 
 def rounded_ms(value: float | None, digits: int = 3) -> float | None:

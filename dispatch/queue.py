@@ -450,3 +450,52 @@ async def recover_failed(connection: asyncpg.Connection, endpoint_id: str, since
     if not rows:
         return []
     return await requeue(connection, [endpoint_id], [row["id"] for row in rows])
+
+
+# --- by hand, in bulk -----------------------------------------------------------------------
+
+BULK_BATCH = 1000
+"""Deliveries requeued per statement by a bulk retry: short transactions, few row locks."""
+
+
+def _bulk_where(endpoint_id: str | None, statuses: Sequence[str], low: str | None,
+                high: str | None, after: str | None = None) -> tuple[str, list[Any]]:
+    values: list[Any] = [list(statuses)]
+    where = ["status = ANY($1::text[])"]
+    for column, operator, value in (("endpoint_id", "=", endpoint_id), ("id", ">=", low),
+                                    ("id", "<", high), ("id", ">", after)):
+        if value is not None:
+            values.append(value)
+            where.append(f"{column} {operator} ${len(values)}")
+    return " AND ".join(where), values
+
+
+async def count_for_retry(connection: asyncpg.Connection, endpoint_id: str | None,
+                          statuses: Sequence[str], low: str | None, high: str | None) -> int:
+    """How many deliveries a bulk retry would requeue (ids in [low, high))."""
+    where, values = _bulk_where(endpoint_id, statuses, low, high)
+    sql = f"SELECT count(*) FROM delivery WHERE {where}"  # noqa: S608 - values are bound
+    return int(await connection.fetchval(sql, *values))
+
+
+async def retry_in_bulk(connection: asyncpg.Connection, endpoint_id: str | None,
+                        statuses: Sequence[str], low: str | None, high: str | None,
+                        batch: int = BULK_BATCH) -> int:
+    """Requeue every delivery in `statuses` (ids in [low, high)), `batch` per statement,
+    oldest first; returns how many were requeued."""
+    total = 0
+    after: str | None = None
+    while True:
+        where, values = _bulk_where(endpoint_id, statuses, low, high, after)
+        values.append(batch)
+        rows = await connection.fetch(
+            f"SELECT id, endpoint_id FROM delivery WHERE {where} "  # noqa: S608 - values are bound
+            f"ORDER BY id LIMIT ${len(values)}",
+            *values)
+        if not rows:
+            return total
+        total += len(await requeue(connection, sorted({row["endpoint_id"] for row in rows}),
+                                   [row["id"] for row in rows]))
+        if len(rows) < batch:
+            return total
+        after = rows[-1]["id"]

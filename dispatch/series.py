@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from dispatch.latency import percentile, rounded_ms
-from dispatch.rollups import HOUR, MINUTE, TOTAL_KEYS, floor_to, series_sql, totals_from
+from dispatch.rollups import HOUR, MINUTE, TOTAL_KEYS, floor_to, series_sql
 
 METRICS = ("events", "deliveries", "failures", "success_rate", "p50_ms", "p95_ms")
 PARAMETERS = ("metric", "since", "until", "step", "endpoint", "source")
@@ -113,8 +113,7 @@ def point_value(metric: str, row: Any) -> float | int | None:
         return None
     if metric == "success_rate":
         return round(int(row["successes"]) / int(row["attempts"]), 4)
-    totals = totals_from(row)
-    return rounded_ms(percentile(totals.latency, 0.5 if metric == "p50_ms" else 0.95))
+    return rounded_ms(percentile(row["latency"], 0.5 if metric == "p50_ms" else 0.95))
 
 
 async def read_series(connection: asyncpg.Connection, query: SeriesQuery) -> dict[str, Any]:

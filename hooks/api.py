@@ -13,13 +13,21 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.responses import Status
 from pydantic import model_validator
 from tortoise.exceptions import IntegrityError
 
 from hooks import samples
+from hooks.event_search import (
+    CANDIDATES_PER_PAGE,
+    DELIVERY_STATUSES,
+    QUERY_FIELDS,
+    SearchError,
+    parse_event_query,
+    search_events,
+)
 from hooks.ingest import query_without_secret, secret_carriers
 from hooks.models import SLUG_PATTERN, Event, RejectedRequest, Source
 from hooks.rules import ParsedBody, extract
@@ -31,14 +39,22 @@ from hooks.verify import (
     standard_webhooks_key,
     verify_request,
 )
-from kernel.api import InputSchema, iso, paginate, paginate_sized
+from kernel.api import (
+    InputSchema,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    iso,
+    paginate,
+    reject_unknown_params,
+)
 from kernel.bus import publish
 from kernel.crypto import encrypt_secret
 from kernel.ids import new_id
-from kernel.partitions import ids_between
 
 router = Router()
 
+DeliveryStatus = Literal[DELIVERY_STATUSES]  # type: ignore[valid-type]
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 MAX_SOURCE_BODY_BYTES = 100 * 1024 * 1024
 
@@ -371,38 +387,44 @@ def event_out(row: Event) -> dict[str, Any]:
     }
 
 
-def _parse_time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
+EVENT_LIST_PARAMS = frozenset({*QUERY_FIELDS, "limit", "cursor"})
+
+
+@router.get("/events", response=EventList, tags=["events"],
+            summary="Search the event log",
+            description=(
+                "Events newest first. `event_type` is an exact name or a prefix ending in `*`; "
+                "`status` keeps events with at least one delivery in that status; `endpoint` "
+                "keeps events with a delivery to that endpoint; `filter` is a URL-encoded JSON "
+                "filter over the body (the endpoint filter language). With a prefix, status, "
+                f"endpoint or filter a page examines at most {CANDIDATES_PER_PAGE} candidate "
+                "events: it may hold fewer than `limit` rows (even none) while `next_cursor` "
+                "continues the search. An unknown query parameter is 422."))
+async def list_events(request: HttpRequest,
+                      source: str | None = Query(None, description="A source slug."),
+                      event_type: str | None = Query(
+                          None, description="An exact event type or a prefix ending in `*`."),
+                      since: str | None = Query(None, description="ISO 8601; received at or after."),
+                      until: str | None = Query(None, description="ISO 8601; received before."),
+                      status: DeliveryStatus | None = Query(
+                          None, description="Events with at least one delivery in this status."),
+                      endpoint: str | None = Query(
+                          None, description="Events with a delivery to this endpoint id."),
+                      filter: str | None = Query(
+                          None, description="A JSON filter over the body, URL-encoded."),
+                      limit: int = Query(50, description="1 to 250 rows per page."),
+                      cursor: str | None = Query(None, description="`next_cursor` of the page before.")):
+    reject_unknown_params(request, EVENT_LIST_PARAMS)
+    check_limit(limit)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HttpError(422, f"{name}: not an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@router.get("/events", response=EventList, tags=["events"])
-async def list_events(request: HttpRequest, source: str | None = None,
-                      event_type: str | None = None, since: str | None = None,
-                      until: str | None = None, limit: int = 50, cursor: str | None = None):
-    queryset = Event.all()
-    if source:
-        queryset = queryset.filter(source_slug=source)
-    if event_type:
-        queryset = queryset.filter(event_type=event_type)
-    start, end = _parse_time("since", since), _parse_time("until", until)
-    if start is not None:
-        queryset = queryset.filter(received_at__gte=start)
-    if end is not None:
-        queryset = queryset.filter(received_at__lt=end)
-    # The same window on ids: PostgreSQL then reads only the days it covers.
-    low, high = ids_between("evt", start, end)
-    if low is not None:
-        queryset = queryset.filter(id__gte=low)
-    if high is not None:
-        queryset = queryset.filter(id__lt=high)
-    rows, next_cursor = await paginate_sized(queryset, limit, cursor)
-    return {"data": [event_out(row) for row in rows], "next_cursor": next_cursor}
+        query = parse_event_query({
+            "source": source, "event_type": event_type, "since": since, "until": until,
+            "status": status, "endpoint": endpoint, "filter": filter})
+    except SearchError as exc:
+        raise HttpError(422, str(exc)) from None
+    page = await search_events(query, limit, decode_cursor(cursor) if cursor else None)
+    return {"data": [event_out(row) for row in page.rows],
+            "next_cursor": encode_cursor(page.next_cursor_id) if page.next_cursor_id else None}
 
 
 @router.get("/events/{event_id}", response=EventDetail, tags=["events"])

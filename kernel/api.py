@@ -116,7 +116,16 @@ def require_admin(request: HttpRequest) -> None:
         raise HttpError(403, "reading a secret needs an admin token")
 
 
-api = NinjaAPI(
+class RelayAPI(NinjaAPI):
+    """The API with every operation and field described (kernel/openapi_docs.py)."""
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        from kernel.openapi_docs import describe
+
+        return describe(super().get_openapi_schema(*args, **kwargs))
+
+
+api = RelayAPI(
     title="Relay API",
     version="1",
     description="Manage Relay's sources, endpoints, events and deliveries.",
@@ -240,6 +249,14 @@ def decode_cursor(cursor: str) -> str:
     if not text.startswith("c1:") or not ID_PATTERN.match(text[3:]):
         raise HttpError(400, "cursor is not one this API returned; start again without it")
     return text[3:]
+
+
+def reject_unknown_params(request: HttpRequest, allowed: frozenset[str]) -> None:
+    """A typo in a query parameter must not silently widen a search: 422 naming it."""
+    unknown = sorted(set(request.GET.keys()) - allowed)
+    if unknown:
+        raise HttpError(422, f"unknown query parameter{'s' if len(unknown) > 1 else ''}: "
+                             f"{', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
 
 
 def check_limit(limit: int) -> int:

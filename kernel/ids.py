@@ -56,3 +56,9 @@ def lowest_id(prefix: str, moment: float) -> str:
     """The smallest id with this prefix made at `moment` (seconds since the epoch): every id
     made at or after it sorts at or above it, so a time bound becomes an id bound."""
     return id_boundary(prefix, moment) + "0" * 16
+
+
+def id_at(prefix: str, moment_millis: int) -> str:
+    """A new id as if made at `moment_millis` (imports, tests of history)."""
+    random_part = _encode(int.from_bytes(os.urandom(10)), 16)
+    return f"{prefix}_{_encode(max(moment_millis, 0), 10)}{random_part}"

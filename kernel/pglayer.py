@@ -34,6 +34,8 @@ NOTIFY_CHANNEL = "relay_live"
 PAYLOAD_LIMIT = 7900
 """Bytes per NOTIFY payload: PostgreSQL's limit is 8,000."""
 RETRY_INTERVAL = 1.0
+LISTEN_WAIT = 2.0
+"""`group_add` waits at most this long for the LISTEN connection (then it keeps trying)."""
 _SEND = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
 
 
@@ -156,6 +158,9 @@ class PostgresChannelLayer(BaseChannelLayer):
         if self._listen_task is None or self._listen_task.done():
             self._listen_task = asyncio.get_running_loop().create_task(
                 self._listen(), name="relay-live-listen")
+        # Joined means listening: what is sent from now on arrives.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), LISTEN_WAIT)
 
     async def group_discard(self, group: str, channel: str) -> None:
         members = self.groups.get(group)

@@ -33,6 +33,10 @@ web process about the same whatever its size (the socket write, mostly), so fewe
 frames leave more of it to ingest; the interval is also the most it adds to a message's
 way to the client."""
 MAX_CLIENT_MESSAGE = 64 * 1024
+JOIN_WAIT = 2.0
+"""The handshake waits at most this long for the process to receive the live group (the
+first client of a web worker: a LISTEN or SUBSCRIBE), so a client misses nothing published
+once it is connected; past it the client is accepted anyway and messages follow later."""
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -52,9 +56,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.subscription = Subscription()
         self.outbox = Outbox()
         self._wakeup = asyncio.Event()
+        hub.add(self)
+        await hub.wait_joined(JOIN_WAIT)
         await self.accept()
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
-        hub.add(self)
 
     def wake(self) -> None:
         self._wakeup.set()

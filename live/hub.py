@@ -89,6 +89,18 @@ class LiveHub:
         self.received = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stats_failing = False
+        self._joined: asyncio.Event | None = None
+
+    async def wait_joined(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until this process receives the live group's
+        messages, so a client accepted afterwards misses nothing published after it."""
+        if self._joined is None:
+            return False
+        try:
+            await asyncio.wait_for(self._joined.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def running(self) -> bool:
@@ -98,6 +110,7 @@ class LiveHub:
         self.clients.add(client)
         if not self.running:
             loop = asyncio.get_running_loop()
+            self._joined = asyncio.Event()
             self._tasks = [
                 loop.create_task(self._receive_loop(), name="relay-live-hub"),
                 loop.create_task(self._stats_loop(), name="relay-live-stats"),
@@ -144,6 +157,8 @@ class LiveHub:
         if layer is None:
             return
         channel = self.channel = await self._join(layer)
+        if self._joined is not None:
+            self._joined.set()
         renew = asyncio.get_running_loop().create_task(self._renew(layer, channel))
         try:
             while True:

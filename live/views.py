@@ -144,5 +144,28 @@ async def sources(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_protect
+async def events(request: HttpRequest) -> HttpResponse:
+    """The event log; its filters live in the query string, so a search is a link."""
+    return await _shell(request, "live/events.html", "events")
+
+
+@csrf_protect
+async def endpoint(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    """One endpoint: its settings, health and delivery log."""
+    response = await _shell(request, "live/endpoint.html", "endpoint")
+    return response
+
+
+async def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other address under /dashboard/: a page in the dashboard's style, status 404."""
+    found = await _session(request)
+    token = found[0] if found else None
+    return _page(request, "live/404.html", {
+        "page": "404", "path": request.path, "token_name": token.name if token else "",
+        "scope": token.scope if token else "", "can_write": False,
+    }, status=404)
+
+
+@csrf_protect
 async def notify(request: HttpRequest) -> HttpResponse:
     return await _shell(request, "live/notify.html", "notify")

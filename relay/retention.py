@@ -1,7 +1,8 @@
 """Retention: remove what is older than RELAY_RETENTION_DAYS.
 
-An event goes, with its deliveries and their attempts, once it is older than the
-retention and every one of its deliveries is final (`succeeded`, `failed`,
+An event goes, with its deliveries and their attempts, once its whole UTC day is older
+than the retention (so rows are kept between RELAY_RETENTION_DAYS days and one day more)
+and every one of its deliveries is final (`succeeded`, `failed`,
 `cancelled`). An event with a delivery still `pending`, `retrying` or `delivering`
 stays, and so does an event the dispatcher has not routed yet. Refused requests go
 after 7 days.
@@ -114,7 +115,9 @@ MOVE_LIMIT = 100_000
 """A day keeping more rows than this (say a disabled endpoint's parked deliveries) is not
 dropped: moving them would hold the tables locked too long. Step 2 deletes its final
 rows instead, and a later purge drops the day once few rows are left to keep."""
-LOCK_TIMEOUT = "1s"
+LOCK_TIMEOUT = "500ms"
+"""Below PostgreSQL's deadlock_timeout (1 s): should the purge and a dispatcher wait on
+each other, the purge gives up first and retries, the dispatcher's work goes through."""
 LOCK_TRIES = 5
 
 _ACTIVE_EVENTS = f"""
@@ -122,6 +125,15 @@ CREATE TEMP TABLE relay_active_event ON COMMIT DROP AS
 SELECT DISTINCT event_id AS id FROM delivery WHERE status IN {_ACTIVE_SQL}
 """  # noqa: S608 - constants only
 """Events with a delivery in flight, wherever the delivery is stored."""
+
+
+_NEWLY_ACTIVE = f"""
+SELECT EXISTS (SELECT 1 FROM delivery WHERE status IN {_ACTIVE_SQL}
+               AND event_id >= $1 AND event_id < $2
+               AND event_id NOT IN (SELECT id FROM relay_keep_event))
+"""  # noqa: S608 - constants only
+"""Under the exclusive lock: a delivery of the day's events in flight that was not when
+the rows to keep were copied (partial index `delivery_open_event_idx`)."""
 
 
 def _keep_statements(day: date) -> list[tuple[str, str]]:
@@ -212,8 +224,10 @@ async def purge_expired(
         raise ValueError("the share must be more than 0 and at most 1")
     now = now or datetime.now(UTC)
     started = time.monotonic()
-    cutoff = now - timedelta(days=days)
-    rejected_cutoff = now - timedelta(days=REJECTED_RETENTION_DAYS)
+    # Midnight (UTC) before: a day goes whole once all of it is past the retention, never
+    # row by row while it is partly past (a day can hold 86 M events).
+    cutoff = partitions.day_start((now - timedelta(days=days)).date())
+    rejected_cutoff = partitions.day_start((now - timedelta(days=REJECTED_RETENTION_DAYS)).date())
     report: dict[str, Any] = {
         "events": 0, "deliveries": 0, "attempts": 0, "rejected_requests": 0,
         "cutoff": cutoff.isoformat(), "rejected_cutoff": rejected_cutoff.isoformat(),
@@ -312,10 +326,14 @@ async def _drop_day_once(connection: Any, day: date, tables: tuple[str, ...],
         await connection.execute("SELECT pg_advisory_xact_lock($1)", partitions._UPKEEP_LOCK)
         if not await _existing(connection, [partitions.partition_name(tables[0], day)]):
             return {}  # another purge dropped it meanwhile
-        await connection.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        names = [partitions.partition_name(t, day) for t in tables]
+        # First only the day's own partitions, against writes: ingest (today's partitions)
+        # goes on while the rows to keep are copied aside.
+        await connection.execute(f"LOCK TABLE {', '.join(names)} IN SHARE MODE")
         kept: dict[str, int] = {}
         if "event" in tables or "delivery" in tables or "attempt" in tables:
             await connection.execute(_ACTIVE_EVENTS, timeout=partitions.LONG_STATEMENT_TIMEOUT)
+            await connection.execute("ANALYZE relay_active_event")
             for temp, statement in _keep_statements(day):
                 table = temp.removeprefix("relay_keep_")
                 if table not in tables:
@@ -327,8 +345,14 @@ async def _drop_day_once(connection: Any, day: date, tables: tuple[str, ...],
             log.info("retention: day %s keeps %s rows in flight; kept whole for now", day,
                      f"{sum(kept.values()):,}")
             raise _KeepWhole
-        await connection.execute(
-            "DROP TABLE " + ", ".join(partitions.partition_name(t, day) for t in tables))
+        # Then the tables, for the drop itself: milliseconds. A delivery of this day's
+        # events stored in a later day and put back in flight meanwhile (recover) makes
+        # the day wait for the next purge.
+        await connection.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        if "event" in tables and await connection.fetchval(
+                _NEWLY_ACTIVE, *partitions.day_bounds("event", day)):
+            raise _KeepWhole
+        await connection.execute("DROP TABLE " + ", ".join(names))
         for table, count in kept.items():
             if count:
                 await connection.execute(

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from dispatch.alerts_api import router as alerts_router
+from dispatch.api import bulk_router as dispatch_bulk_router
 from dispatch.api import router as dispatch_router
 from dispatch.stats_api import router as stats_router
 from hooks.api import router as hooks_router
@@ -12,6 +13,7 @@ from kernel.health import healthz, readyz
 from kernel.metrics import metrics_view
 from live import views as live_views
 
+api.add_router("/", dispatch_bulk_router)
 api.add_router("/", hooks_router)
 api.add_router("/", dispatch_router)
 api.add_router("/", stats_router)

@@ -37,7 +37,7 @@ MODULES: dict[str, str] = {
                  "commands", "lifecycle",
                  # Kernel-level modules that other branches added to relay/ meanwhile: after
                  # merging, `git mv relay/<name>.py kernel/` for each, then run this script.
-                 "error_codes", "hops", "json_depth", "pglayer", "partitions", "supervisor")
+                 "error_codes", "hops", "json_depth", "pglayer", "partitions", "supervisor", "openapi_docs")
 }
 """Whole modules moved with `git mv` (same contents, new package). Modules of the wiring
 stay in relay/: settings, urls, asgi, apps, retention, migrations_runner, management and

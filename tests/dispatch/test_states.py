@@ -90,3 +90,9 @@ def test_transitions(current: str, new: str, allowed: bool) -> None:
 def test_sql_refuses_an_unknown_state() -> None:
     with pytest.raises(ValueError, match="not a delivery state"):
         states.sql("done")
+
+
+def test_the_openapi_glossary_lists_the_delivery_states_in_order() -> None:
+    from kernel.openapi_docs import DELIVERY_STATUSES
+
+    assert tuple(DELIVERY_STATUSES) == states.ALL

@@ -223,3 +223,57 @@ async def connect(path: str = "/ws/live", headers: list | None = None):
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
     connected, _ = await communicator.connect(timeout=5)
     return connected, communicator
+
+
+# --- a real browser --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+async def browser():
+    """Debian's Chromium, headless, shared by a module's tests."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        await instance.close()
+
+
+class Console:
+    """Every console error and uncaught exception of a page."""
+
+    def __init__(self, page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def _on_console(self, message) -> None:
+        if message.type != "error":
+            return
+        url = message.location.get("url") or ""
+        self.errors.append(f"console: {message.text} ({url})")
+
+
+@pytest.fixture
+async def open_dashboard(browser, relay_server):
+    """`await open_dashboard(token, **context_options)` → (page, console), logged in; the
+    browser contexts are closed when the test ends (their sockets with them)."""
+    contexts = []
+
+    async def open_(token: str, **context_options):
+        context = await browser.new_context(**context_options)
+        contexts.append(context)
+        page = await context.new_page()
+        console = Console(page)
+        await page.goto(f"{relay_server}/dashboard/")
+        assert page.url.endswith("/dashboard/login")
+        await page.fill("#token", token)
+        await page.click("form button[type=submit]")
+        await page.wait_for_url(f"{relay_server}/dashboard/")
+        await page.wait_for_selector("#connection[data-state=live]", timeout=5000)
+        return page, console
+
+    yield open_
+    for context in contexts:
+        await context.close()
+
+

@@ -9,60 +9,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from tests.live.conftest import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    make_source,
-    post_webhook,
-)
+from tests.live.conftest import ARTIFACTS, CHROMIUM, make_source, post_webhook
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
-
-
-@pytest.fixture(scope="module")
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        await instance.close()
-
-
-class Console:
-    """Every console error and uncaught exception of a page."""
-
-    def __init__(self, page) -> None:
-        self.errors: list[str] = []
-        page.on("console", lambda message: message.type == "error" and self.errors.append(
-            f"console: {message.text} ({message.location.get('url')})"))
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-
-
-@pytest.fixture
-async def open_dashboard(browser, relay_server):
-    """`await open_dashboard(token, **context_options)` → (page, console), logged in; the
-    browser contexts are closed when the test ends (their sockets with them)."""
-    contexts = []
-
-    async def open_(token: str, **context_options):
-        context = await browser.new_context(**context_options)
-        contexts.append(context)
-        page = await context.new_page()
-        console = Console(page)
-        await page.goto(f"{relay_server}/dashboard/")
-        assert page.url.endswith("/dashboard/login")
-        await page.fill("#token", token)
-        await page.click("form button[type=submit]")
-        await page.wait_for_url(f"{relay_server}/dashboard/")
-        await page.wait_for_selector("#connection[data-state=live]", timeout=5000)
-        return page, console
-
-    yield open_
-    for context in contexts:
-        await context.close()
 
 
 async def test_an_admin_sees_a_webhook_arrive_inspects_and_replays_it(

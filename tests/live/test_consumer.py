@@ -16,13 +16,20 @@ STATS_KEYS = {"events_per_s", "deliveries_per_s", "success_rate", "pending", "in
               "p50_ms", "p95_ms"}
 
 
-def session_cookie(token_id: str, scope: str = "admin", csrf: str = "c" * 32) -> str:
+async def session_cookie(token_id: str, scope: str = "admin", csrf: str = "c" * 32) -> str:
+    """A dashboard log-in as the login view makes it: its server-side row and the cookie."""
+    import secrets
+
     from django.contrib.sessions.backends.signed_cookies import SessionStore
 
-    from kernel.api import SESSION_CSRF, SESSION_SCOPE, SESSION_TOKEN_ID
+    from kernel.api import SESSION_CSRF, SESSION_ID, SESSION_SCOPE, SESSION_TOKEN_ID
+    from kernel.models import DashboardSession
 
+    session_id = secrets.token_urlsafe(24)
+    await DashboardSession.create(id=session_id, token_id=token_id)
     store = SessionStore()
     store[SESSION_TOKEN_ID], store[SESSION_SCOPE], store[SESSION_CSRF] = token_id, scope, csrf
+    store[SESSION_ID] = session_id
     store.save()
     return store.session_key
 
@@ -60,7 +67,7 @@ async def test_handshake_with_a_token_in_the_query_is_accepted(db, viewer_token)
 
 async def test_session_cookie_from_the_same_origin_is_accepted(db, admin_token):
     row = await token_row(admin_token)
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session_cookie(row.id)}".encode()
+    cookie = f"{settings.SESSION_COOKIE_NAME}={await session_cookie(row.id)}".encode()
     same = [(b"host", b"relay.test"), (b"origin", b"http://relay.test"), (b"cookie", cookie)]
     connected, communicator = await connect(headers=same)
     assert connected

@@ -167,3 +167,26 @@ async def test_purge_command_says_which_days_it_dropped(old_days):
     assert f"  day {NEXT}: dropped 1 events, 2 deliveries, 1 attempts" in out
     assert out.strip().splitlines()[-1].startswith("Removed 2 events, 3 deliveries, 3 attempts")
     assert "5 day partitions dropped whole" in out.strip().splitlines()[-1]
+
+
+async def test_a_day_only_partly_past_the_retention_is_not_deleted_row_by_row(db):
+    """Its rows go with the day, once all of it is past: never millions of rows one by one."""
+    day = (NOW - timedelta(days=30)).date()
+    async with connections.get("default").acquire_connection() as connection:
+        await partitions.ensure_partitions(connection, day, day)
+    try:
+        event_id = f"evt_{_encode(int(partitions.day_start(day).timestamp() * 1000) + 1000, 10)}"
+        event_id += "0" * 15 + "1"
+        await _sql("INSERT INTO event (id, source_slug, received_at, method, query, headers,"
+                   " content_type, size, body, routed_at) VALUES ($1, 's', $2, 'POST', '', '{}',"
+                   " '', 2, '{}'::bytea, $2)", event_id,
+                   partitions.day_start(day) + timedelta(seconds=1))
+        await _delivery(event_id, "succeeded", day)
+        report = await purge_expired(days=30)
+        assert await _ids("event") == {event_id}
+        assert report["events"] == 0
+    finally:
+        async with connections.get("default").acquire_connection() as connection:
+            for table in partitions.PREFIXES:
+                await connection.execute(
+                    f"DROP TABLE IF EXISTS {partitions.partition_name(table, day)}")

@@ -6,10 +6,28 @@ export const canWrite = body.dataset.canWrite === "true";
 const csrfHeader = body.dataset.csrfHeader || "X-Relay-CSRF";
 const csrfValue = body.dataset.csrf || "";
 
+export const UNREACHABLE = "Relay is not reachable, retrying…";
+
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, errors) {
     super(detail || `HTTP ${status}`);
     this.status = status;
+    this.errors = errors || [];
+  }
+
+  // field → message: the API's `errors` list, else the `field: message` form of `detail`.
+  fieldErrors() {
+    const found = new Map();
+    for (const error of this.errors) {
+      if (error && error.field) found.set(String(error.field), String(error.message || "invalid"));
+    }
+    if (!found.size && this.status === 422) {
+      for (const part of this.message.split("; ")) {
+        const match = /^([A-Za-z_][\w.$]*): (.+)$/s.exec(part);
+        if (match) found.set(match[1], match[2]);
+      }
+    }
+    return found;
   }
 }
 
@@ -23,7 +41,13 @@ export async function api(method, path, payload) {
       init.body = JSON.stringify(payload);
     }
   }
-  const response = await fetch(`/api/v1${path}`, init);
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, init);
+  } catch {
+    setConnectionState("offline");
+    throw new ApiError(0, UNREACHABLE);
+  }
   let data = null;
   if (response.status !== 204) {
     try { data = await response.json(); } catch { data = null; }
@@ -32,7 +56,10 @@ export async function api(method, path, payload) {
     window.location.assign("/dashboard/login");
   }
   if (!response.ok) {
-    throw new ApiError(response.status, data && data.detail);
+    if (response.status >= 502 && response.status <= 504 && !(data && data.detail)) {
+      throw new ApiError(response.status, UNREACHABLE);
+    }
+    throw new ApiError(response.status, data && data.detail, data && data.errors);
   }
   return data;
 }
@@ -75,19 +102,43 @@ export function clock(iso) {
   return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`;
 }
 
+// One time format everywhere: local time, 24-hour, the date when it is not today.
 export function when(iso) {
   if (!iso) return "–";
   const t = new Date(iso);
-  return Number.isNaN(t.getTime()) ? iso : t.toLocaleString();
+  if (Number.isNaN(t.getTime())) return iso;
+  const time = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  const now = new Date();
+  if (t.toDateString() === now.toDateString()) return time;
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${time}`;
+}
+
+// "1 attempt", "2 attempts"; irregular plurals given: plural(n, "delivery", "deliveries").
+export function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+// <input type="datetime-local"> value ↔ ISO 8601 (UTC).
+export function localInput(iso) {
+  if (!iso) return "";
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "";
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}T${pad(t.getHours())}:${pad(t.getMinutes())}`;
+}
+
+export function fromLocalInput(value) {
+  if (!value) return "";
+  const t = new Date(value);
+  return Number.isNaN(t.getTime()) ? "" : t.toISOString();
 }
 
 export function ms(value) {
-  if (value === null || value === undefined) return "–";
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
   return value >= 100 ? `${Math.round(value)} ms` : `${Number(value).toFixed(1)} ms`;
 }
 
 export function percent(rate) {
-  if (rate === null || rate === undefined) return "–";
+  if (rate === null || rate === undefined || Number.isNaN(rate)) return "–";
   const p = rate * 100;
   return p === 100 || p === 0 ? `${p}%` : `${p.toFixed(1)}%`;
 }
@@ -156,7 +207,7 @@ export function setConnectionState(state) {
   const badge = document.getElementById("connection");
   if (!badge) return;
   badge.dataset.state = state;
-  badge.textContent = { live: "live", offline: "reconnecting…", connecting: "connecting…" }[state] || state;
+  badge.textContent = { live: "live", offline: UNREACHABLE, connecting: "connecting…" }[state] || state;
 }
 
 // Close buttons inside <dialog>s and focus return.
@@ -167,3 +218,24 @@ export function wireDialogs() {
     }
   }
 }
+
+// A confirmation in the page's #confirm-dialog; resolves true when confirmed.
+export function confirmAction(text, okLabel = "Confirm") {
+  const dialog = document.getElementById("confirm-dialog");
+  if (!dialog) return Promise.resolve(window.confirm(text));
+  document.getElementById("confirm-text").textContent = text;
+  const ok = document.getElementById("confirm-ok");
+  ok.textContent = okLabel;
+  return new Promise((resolve) => {
+    let confirmed = false;
+    const onOk = () => { confirmed = true; dialog.close(); };
+    ok.addEventListener("click", onOk);
+    dialog.addEventListener("close", () => {
+      ok.removeEventListener("click", onOk);
+      resolve(confirmed);
+    }, { once: true });
+    dialog.showModal();
+  });
+}
+
+export const splitList = (text) => text.split(/[\s,]+/).map((part) => part.trim()).filter(Boolean);

@@ -1,151 +1,130 @@
-// The live page: stats tiles, charts, endpoint health, the live feed and the event inspector.
+// The live page: tiles over the last minute, the live feed, history charts, endpoint health.
 import {
-  ApiError, api, bytes, canWrite, clock, connectLive, copyText, h, ms, percent,
-  reportError, setConnectionState, toast, when, wireDialogs,
+  ApiError, api, bytes, canWrite, clock, connectLive, h, ms, percent, plural,
+  setConnectionState, splitList, toast, wireDialogs,
 } from "./common.js";
+import { LineChart, RANGES, loadSeries } from "./charts.js";
+import { endpointAction } from "./endpoint-actions.js";
+import { openEndpointForm, wireEndpointForm } from "./endpoint-form.js";
+import { Inspector, endpointLabel, rememberEndpoint } from "./inspector.js";
 
 const FEED_ROWS = 200;
 const FEED_INTERVAL_MS = 100;
-const CHART_SECONDS = 300;
+const TILE_WINDOW_S = 60;
 const ENDPOINT_REFRESH_MS = 10000;
 const ENDPOINT_LIVE_REFRESH_MS = 3000;
-const HEX_LIMIT = 64 * 1024;
+const ENDPOINTS_PER_PAGE = 5;
+const SERIES_REFRESH_MS = 60000;
 
 const DELIVERY_TYPES = new Set(["delivery.attempted", "delivery.succeeded", "delivery.failed"]);
-const endpointUrls = new Map();
+const inspector = new Inspector();
 
-// --- charts --------------------------------------------------------------------------------
+// --- tiles: the last minute of `stats` messages ---------------------------------------------
 
-class LineChart {
-  constructor(canvas, keys, format, minimum) {
-    this.canvas = canvas;
-    this.keys = keys;
-    this.format = format;
-    this.minimum = minimum;
-    this.points = [];
-    this.pending = false;
-    new ResizeObserver(() => this.requestDraw()).observe(canvas);
-  }
+const recent = [];
 
-  push(point) {
-    this.points.push(point);
-    const oldest = point.t - CHART_SECONDS * 1000;
-    while (this.points.length && this.points[0].t < oldest) this.points.shift();
-    this.requestDraw();
-  }
-
-  requestDraw() {
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => { this.pending = false; this.draw(); });
-  }
-
-  draw() {
-    const canvas = this.canvas;
-    const ratio = window.devicePixelRatio || 1;
-    const width = canvas.clientWidth;
-    const height = canvas.clientHeight;
-    if (!width || !height) return;
-    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
-      canvas.width = Math.round(width * ratio);
-      canvas.height = Math.round(height * ratio);
-    }
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, width, height);
-    const style = getComputedStyle(document.documentElement);
-    const color = (name) => style.getPropertyValue(name).trim();
-    const left = 48, right = width - 8, top = 8, bottom = height - 20;
-
-    let max = 0;
-    for (const point of this.points) {
-      for (const key of this.keys) if (point[key] !== null && point[key] > max) max = point[key];
-    }
-    max = niceCeiling(Math.max(max, this.minimum));
-
-    ctx.font = "11px system-ui, sans-serif";
-    ctx.fillStyle = color("--muted");
-    ctx.strokeStyle = color("--grid");
-    ctx.lineWidth = 1;
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    for (let i = 0; i <= 4; i += 1) {
-      const y = Math.round(bottom - (bottom - top) * (i / 4)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(right, y); ctx.stroke();
-      ctx.fillText(this.format((max * i) / 4), left - 6, y);
-    }
-    ctx.textAlign = "center";
-    ctx.textBaseline = "top";
-    for (let minute = 0; minute <= CHART_SECONDS / 60; minute += 1) {
-      const x = right - ((right - left) * minute * 60) / CHART_SECONDS;
-      ctx.textAlign = minute === 0 ? "right" : "center";
-      ctx.fillText(minute === 0 ? "now" : `-${minute}m`, x, bottom + 5);
-    }
-
-    const now = Date.now();
-    const xOf = (t) => right - ((right - left) * (now - t)) / (CHART_SECONDS * 1000);
-    const yOf = (v) => bottom - ((bottom - top) * v) / max;
-    const series = [color("--series-a"), color("--series-b")];
-    ctx.lineWidth = 2;
-    ctx.lineJoin = "round";
-    this.keys.forEach((key, index) => {
-      ctx.strokeStyle = series[index];
-      ctx.fillStyle = series[index];
-      const runs = [];
-      let run = [];
-      let previous = null;
-      for (const point of this.points) {
-        const value = point[key];
-        const gap = previous !== null && point.t - previous > 2500;
-        if (value === null || value === undefined || gap) {
-          if (run.length) runs.push(run);
-          run = [];
-        }
-        if (value !== null && value !== undefined) run.push([xOf(point.t), yOf(value)]);
-        previous = point.t;
-      }
-      if (run.length) runs.push(run);
-      for (const points of runs) {
-        if (points.length === 1) {
-          ctx.beginPath();
-          ctx.arc(points[0][0], points[0][1], 2.5, 0, Math.PI * 2);
-          ctx.fill();
-          continue;
-        }
-        ctx.beginPath();
-        points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
-        ctx.stroke();
-      }
-    });
-  }
-}
-
-// The axis top: four ticks of a round step (1, 2, 2.5 or 5 times a power of ten).
-function niceCeiling(value) {
-  const rough = value / 4;
-  const power = 10 ** Math.floor(Math.log10(rough));
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (rough <= step * power) return 4 * step * power;
-  }
-  return 40 * power;
+// Averages over the window; rates and latencies weighted by deliveries, "—" when the window
+// holds no delivery (an idle minute has no success rate and no latency).
+export function summarize(samples) {
+  const n = samples.length;
+  if (!n) return null;
+  const sum = (f) => samples.reduce((total, s) => total + f(s), 0);
+  const deliveries = sum((s) => s.deliveries_per_s || 0);
+  const weighted = (key) => {
+    const parts = samples.filter((s) => (s.deliveries_per_s || 0) > 0 && s[key] !== null && s[key] !== undefined);
+    const weight = parts.reduce((total, s) => total + s.deliveries_per_s, 0);
+    return weight ? parts.reduce((total, s) => total + s[key] * s.deliveries_per_s, 0) / weight : null;
+  };
+  const last = samples[n - 1];
+  return {
+    events_per_s: sum((s) => s.events_per_s || 0) / n,
+    deliveries_per_s: deliveries / n,
+    success_rate: deliveries ? weighted("success_rate") : null,
+    p50_ms: deliveries ? weighted("p50_ms") : null,
+    p95_ms: deliveries ? weighted("p95_ms") : null,
+    in_flight: last.in_flight,
+    pending: last.pending,
+  };
 }
 
 const compact = (v) => (v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : `${Math.round(v * 10) / 10}`);
-const throughputChart = new LineChart(document.getElementById("chart-throughput"), ["events", "deliveries"], compact, 4);
-const latencyChart = new LineChart(document.getElementById("chart-latency"), ["p50", "p95"], compact, 20);
 
-function showStats(stats) {
+function showTiles() {
+  const now = Date.now();
+  while (recent.length && recent[0].at < now - TILE_WINDOW_S * 1000) recent.shift();
+  const s = summarize(recent);
   const set = (id, text) => { document.getElementById(id).textContent = text; };
-  set("stat-events", compact(stats.events_per_s ?? 0));
-  set("stat-deliveries", compact(stats.deliveries_per_s ?? 0));
-  set("stat-success", percent(stats.success_rate));
-  set("stat-p50", ms(stats.p50_ms));
-  set("stat-p95", ms(stats.p95_ms));
-  set("stat-in-flight", String(stats.in_flight ?? "–"));
-  set("stat-pending", String(stats.pending ?? "–"));
+  if (!s) return;
+  set("stat-events", compact(s.events_per_s));
+  set("stat-deliveries", compact(s.deliveries_per_s));
+  set("stat-success", s.success_rate === null ? "—" : percent(s.success_rate));
+  set("stat-p50", s.p50_ms === null ? "—" : ms(s.p50_ms));
+  set("stat-p95", s.p95_ms === null ? "—" : ms(s.p95_ms));
+  set("stat-in-flight", String(s.in_flight ?? "—"));
+  set("stat-pending", String(s.pending ?? "—"));
+}
+
+function onStats(stats) {
+  recent.push({ ...stats, at: Date.now() });
+  showTiles();
+  if (!seriesAvailable) pushLivePoint(stats);
+}
+
+// --- charts ---------------------------------------------------------------------------------
+
+const throughputChart = new LineChart(document.getElementById("chart-throughput"),
+  [{ key: "events", label: "events/s" }, { key: "deliveries", label: "deliveries/s" }], compact, 1);
+const successChart = new LineChart(document.getElementById("chart-success"),
+  [{ key: "success", label: "success %" }], (v) => `${Math.round(v * 10) / 10}`, 100, 100);
+const latencyChart = new LineChart(document.getElementById("chart-latency"),
+  [{ key: "p50_ms", label: "p50" }, { key: "p95_ms", label: "p95" }], compact, 10);
+let range = "1h";
+let seriesAvailable = true;
+const livePoints = [];
+
+async function loadCharts() {
+  let data;
+  try {
+    data = await loadSeries(["events", "deliveries", "success_rate", "p50_ms", "p95_ms"], range);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      seriesAvailable = false;
+      document.getElementById("charts-note").textContent = "This server keeps no history (no stats API): since this page opened.";
+      return;
+    }
+    document.getElementById("charts-note").textContent = `Could not load the history: ${error.message}`;
+    return;
+  }
+  seriesAvailable = true;
+  const perSecond = (v) => (v === null || v === undefined ? null : v / data.step);
+  const points = data.points.map((p) => ({
+    t: p.t,
+    events: perSecond(p.events),
+    deliveries: perSecond(p.deliveries),
+    success: p.success_rate === null || p.success_rate === undefined ? null : p.success_rate * 100,
+    p50_ms: p.p50_ms ?? null,
+    p95_ms: p.p95_ms ?? null,
+  }));
+  for (const chart of [throughputChart, successChart, latencyChart]) chart.setData(points, data.start, data.end, data.step);
+  document.getElementById("charts-note").textContent = `${RANGES[range].label}, one point per ${data.step >= 3600 ? `${data.step / 3600} h` : `${data.step / 60} min`}`;
+  document.body.dataset.chartPoints = String(points.length);
+}
+
+function pushLivePoint(stats) {
   const t = Date.now();
-  throughputChart.push({ t, events: stats.events_per_s ?? 0, deliveries: stats.deliveries_per_s ?? 0 });
-  latencyChart.push({ t, p50: stats.p50_ms ?? null, p95: stats.p95_ms ?? null });
+  livePoints.push({ t, events: stats.events_per_s ?? 0, deliveries: stats.deliveries_per_s ?? 0,
+    success: stats.success_rate === null || stats.success_rate === undefined ? null : stats.success_rate * 100,
+    p50_ms: stats.p50_ms ?? null, p95_ms: stats.p95_ms ?? null });
+  while (livePoints.length && livePoints[0].t < t - RANGES[range].seconds * 1000) livePoints.shift();
+  for (const chart of [throughputChart, successChart, latencyChart]) chart.setData(livePoints, t - 300 * 1000, t, 1);
+}
+
+for (const button of document.querySelectorAll("[data-range]")) {
+  button.addEventListener("click", () => {
+    range = button.dataset.range;
+    for (const other of document.querySelectorAll("[data-range]")) other.setAttribute("aria-pressed", String(other === button));
+    loadCharts();
+  });
 }
 
 // --- the live feed -----------------------------------------------------------------------------
@@ -157,10 +136,6 @@ const KINDS = {
   "ingest.rejected": ["refused", "badge-bad"],
   "endpoint.disabled": ["endpoint disabled", "badge-bad"],
 };
-
-function endpointLabel(id) {
-  return endpointUrls.get(id) || id || "";
-}
 
 function describe(message) {
   if (message.type === "event.received") {
@@ -184,6 +159,16 @@ function describe(message) {
   return { where: "", detail: JSON.stringify(message).slice(0, 200), eventId: null };
 }
 
+// The subscription's rule on the browser's side, for the rows already shown.
+function feedWants(message, types, sources, endpoints) {
+  if (types && !types.has(message.type)) return false;
+  if (message.type === "event.received") return !sources.length || sources.includes((message.event || {}).source);
+  if (message.type === "ingest.rejected") return !sources.length || sources.includes(message.source);
+  if (DELIVERY_TYPES.has(message.type)) return !endpoints.length || endpoints.includes((message.delivery || {}).endpoint_id);
+  if (message.type === "endpoint.disabled") return !endpoints.length || endpoints.includes((message.endpoint || {}).id);
+  return true;
+}
+
 // Every attempt comes as delivery.attempted; the last one of a delivery also as
 // delivery.succeeded or delivery.failed. The feed shows that one only once.
 let shownTypes = null;
@@ -199,7 +184,7 @@ function kindOf(message) {
     const status = message.delivery && message.delivery.status;
     if (status === "succeeded") return ["attempt ok", "badge-ok"];
     if (status === "failed") return ["attempt failed", "badge-bad"];
-    return ["attempt failed, retrying", "badge-warn"];
+    return ["failed, retrying", "badge-warn"];
   }
   return KINDS[message.type] || [message.type, "badge-muted"];
 }
@@ -265,6 +250,18 @@ class Feed {
     document.getElementById("feed-empty").hidden = false;
   }
 
+  // Keep only the rows that pass `keep` (a new filter applies to what is shown too).
+  retain(keep) {
+    const kept = this.shown.filter(keep);
+    this.pending = this.pending.filter(keep);
+    this.shown = [];
+    this.rows = [];
+    this.body.replaceChildren();
+    this.pending = kept.reverse().concat(this.pending);
+    if (!this.pending.length) document.getElementById("feed-empty").hidden = false;
+    this.render();
+  }
+
   setPaused(paused) {
     this.paused = paused;
     if (!paused) this.schedule();
@@ -307,7 +304,7 @@ function fillRow(row, message, animate) {
 const feed = new Feed(document.getElementById("feed"));
 document.getElementById("feed").addEventListener("click", (event) => {
   const target = event.target.closest("[data-event]");
-  if (target && !event.target.closest("a")) openInspector(target.dataset.event, event.target.closest("button") || target.querySelector("button"));
+  if (target && !event.target.closest("a")) inspector.open(target.dataset.event, event.target.closest("button") || target.querySelector("button"));
 });
 document.getElementById("feed-pause").addEventListener("click", (event) => {
   const paused = !feed.paused;
@@ -325,19 +322,20 @@ setInterval(() => {
   document.getElementById("feed-rate").textContent = `${rate} messages/s${dropped}`;
 }, 1000);
 
-const splitList = (text) => text.split(/[\s,]+/).map((part) => part.trim()).filter(Boolean);
-
 document.getElementById("feed-filter").addEventListener("submit", (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   const boxes = [...form.querySelectorAll("input[name=types]")];
   const checked = boxes.filter((box) => box.checked).map((box) => box.value);
   shownTypes = checked.length === boxes.length ? null : new Set(checked);
+  const sources = splitList(form.elements.sources.value);
+  const endpoints = splitList(form.elements.endpoints.value);
   live.subscribe({
     types: checked.length === boxes.length ? [] : (checked.length ? checked : ["none"]),
-    sources: splitList(form.elements.sources.value),
-    endpoints: splitList(form.elements.endpoints.value),
+    sources,
+    endpoints,
   });
+  feed.retain((message) => feedWants(message, shownTypes, sources, endpoints));
   toast("Live feed filter applied");
 });
 
@@ -345,16 +343,33 @@ document.getElementById("feed-filter").addEventListener("submit", (event) => {
 
 const CIRCUIT = { closed: "badge-ok", half_open: "badge-warn", open: "badge-bad" };
 let endpointsAvailable = true;
-
 let endpointsLoadedAt = 0;
+let allEndpoints = [];
+let healthById = new Map();
+let endpointPage = 0;
+
+async function loadHealth(endpoints) {
+  try {
+    const answer = await api("GET", "/stats/endpoints");
+    return new Map((answer.data || []).map((row) => [row.endpoint_id, row]));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+  }
+  // A server without the all-endpoints answer: one request per endpoint on this page.
+  const shown = endpoints.slice(0, 250);
+  const stats = await Promise.all(shown.map((endpoint) => api("GET", `/endpoints/${encodeURIComponent(endpoint.id)}/stats`).catch(() => null)));
+  return new Map(shown.map((endpoint, index) => [endpoint.id, stats[index]]));
+}
 
 async function loadEndpoints() {
   endpointsLoadedAt = Date.now();
   const tbody = document.getElementById("endpoints");
   const columns = canWrite ? 8 : 7;
-  let page;
   try {
-    page = await api("GET", "/endpoints?limit=250");
+    const page = await api("GET", "/endpoints?limit=250");
+    allEndpoints = page.data || [];
+    for (const endpoint of allEndpoints) rememberEndpoint(endpoint);
+    healthById = await loadHealth(allEndpoints);
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       endpointsAvailable = false;
@@ -364,23 +379,37 @@ async function loadEndpoints() {
     tbody.replaceChildren(h("tr", {}, h("td", { colspan: columns, class: "muted" }, `Could not load endpoints: ${error.message}`)));
     return;
   }
-  const endpoints = page.data || [];
-  for (const endpoint of endpoints) endpointUrls.set(endpoint.id, endpoint.url);
-  if (!endpoints.length) {
+  showEndpoints();
+}
+
+function showEndpoints() {
+  const tbody = document.getElementById("endpoints");
+  const columns = canWrite ? 8 : 7;
+  const query = document.getElementById("endpoint-search").value.trim().toLowerCase();
+  const matching = allEndpoints.filter((e) => !query || [e.url, e.description, e.id].some((text) => (text || "").toLowerCase().includes(query)));
+  const pages = Math.max(1, Math.ceil(matching.length / ENDPOINTS_PER_PAGE));
+  endpointPage = Math.min(endpointPage, pages - 1);
+  const pager = document.getElementById("endpoint-pager");
+  pager.hidden = matching.length <= ENDPOINTS_PER_PAGE;
+  document.getElementById("endpoint-page").textContent = `page ${endpointPage + 1} of ${pages} · ${plural(matching.length, "endpoint")}`;
+  document.getElementById("endpoint-prev").disabled = endpointPage === 0;
+  document.getElementById("endpoint-next").disabled = endpointPage >= pages - 1;
+  if (!allEndpoints.length) {
     tbody.replaceChildren(h("tr", {}, h("td", { colspan: columns, class: "muted" },
       canWrite ? "No endpoints yet: create one with “New endpoint”." : "No endpoints yet.")));
     return;
   }
-  // One request for the health of every endpoint (read from rollups), not one per endpoint.
-  let health = new Map();
-  try {
-    const answer = await api("GET", "/stats/endpoints");
-    health = new Map((answer.data || []).map((row) => [row.endpoint_id, row]));
-  } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
+  if (!matching.length) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: columns, class: "muted" }, "No endpoint matches the search.")));
+    return;
   }
-  tbody.replaceChildren(...endpoints.map((endpoint) => endpointRow(endpoint, health.get(endpoint.id))));
+  const shown = matching.slice(endpointPage * ENDPOINTS_PER_PAGE, (endpointPage + 1) * ENDPOINTS_PER_PAGE);
+  tbody.replaceChildren(...shown.map((endpoint) => endpointRow(endpoint, healthById.get(endpoint.id))));
 }
+
+document.getElementById("endpoint-search").addEventListener("input", () => { endpointPage = 0; showEndpoints(); });
+document.getElementById("endpoint-prev").addEventListener("click", () => { endpointPage -= 1; showEndpoints(); });
+document.getElementById("endpoint-next").addEventListener("click", () => { endpointPage += 1; showEndpoints(); });
 
 function endpointRow(endpoint, stats) {
   const state = endpoint.enabled
@@ -390,296 +419,47 @@ function endpointRow(endpoint, stats) {
   const s = stats || {};
   const cells = [
     h("td", { class: "endpoint-cell" },
-      h("div", { class: "endpoint-url" }, endpoint.url),
+      h("a", { class: "endpoint-url", href: `/dashboard/endpoints/${encodeURIComponent(endpoint.id)}` }, endpoint.url),
       endpoint.description ? h("div", { class: "endpoint-desc" }, endpoint.description) : null,
       h("div", { class: "endpoint-desc mono" }, endpoint.id)),
     h("td", { "data-label": "State" }, state),
-    h("td", { class: "num", "data-label": "Success" }, s.attempts ? percent(s.success_rate) : "–",
-      s.attempts ? h("div", { class: "endpoint-desc" }, `${s.attempts} attempts`) : null),
-    h("td", { class: "num", "data-label": "p50 / p95" }, s.attempts ? `${ms(s.p50_ms)} / ${ms(s.p95_ms)}` : "–"),
-    h("td", { class: "num", "data-label": "In flight" }, String(s.in_flight ?? "–")),
-    h("td", { class: "num", "data-label": "Pending" }, String(s.pending ?? "–")),
-    h("td", { "data-label": "Circuit" }, s.circuit ? h("span", { class: `badge ${CIRCUIT[s.circuit] || "badge-muted"}` }, s.circuit.replace("_", " ")) : "–"),
+    h("td", { class: "num", "data-label": "Success" }, s.attempts ? percent(s.success_rate) : "—",
+      s.attempts ? h("div", { class: "endpoint-desc" }, plural(s.attempts, "attempt")) : null),
+    h("td", { class: "num", "data-label": "p50 / p95" }, s.attempts ? `${ms(s.p50_ms)} / ${ms(s.p95_ms)}` : "—"),
+    h("td", { class: "num", "data-label": "In flight" }, String(s.in_flight ?? "—")),
+    h("td", { class: "num", "data-label": "Pending" }, String(s.pending ?? "—")),
+    h("td", { "data-label": "Circuit" }, s.circuit ? h("span", { class: `badge ${CIRCUIT[s.circuit] || "badge-muted"}` }, s.circuit.replace("_", " ")) : "—"),
   ];
   if (canWrite) {
     const id = endpoint.id;
+    const button = (action, text) => h("button", { type: "button", class: "button-small action", dataset: { action, id } }, text);
     cells.push(h("td", { class: "actions-cell" }, h("div", { class: "actions" },
-      endpoint.enabled
-        ? h("button", { type: "button", class: "button-small action", dataset: { action: "disable", id } }, "Disable")
-        : h("button", { type: "button", class: "button-small action", dataset: { action: "enable", id } }, "Enable"),
-      h("button", { type: "button", class: "button-small action", dataset: { action: "test", id } }, "Send test"),
-      h("button", { type: "button", class: "button-small action", dataset: { action: "rotate", id } }, "Rotate secret"))));
+      endpoint.enabled ? button("disable", "Disable") : button("enable", "Enable"),
+      button("edit", "Edit"), button("test", "Send test"), button("rotate", "Rotate secret"))));
   }
   return h("tr", { dataset: { endpoint: endpoint.id } }, ...cells);
 }
 
-async function endpointAction(action, id, button) {
-  const path = `/endpoints/${encodeURIComponent(id)}`;
-  button.disabled = true;
-  try {
-    if (action === "enable" || action === "disable") {
-      await api("POST", `${path}/${action}`);
-      toast(`Endpoint ${action}d`);
-    } else if (action === "test") {
-      await api("POST", `${path}/test`);
-      toast("Test event sent: watch the feed");
-    } else if (action === "rotate") {
-      if (!(await confirmAction(`Rotate the signing secret of ${endpointLabel(id)}? The old secret keeps signing for 24 hours.`))) return;
-      const answer = await api("POST", `${path}/rotate-secret`);
-      showSecret(answer.secret, "The new signing secret. Deliveries carry signatures with the old and the new secret for 24 hours.");
-    }
-    await loadEndpoints();
-  } catch (error) {
-    reportError(error, `Could not ${action === "test" ? "send a test event" : action}`);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-document.getElementById("endpoints").addEventListener("click", (event) => {
+document.getElementById("endpoints").addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");
-  if (button) endpointAction(button.dataset.action, button.dataset.id, button);
+  if (!button) return;
+  const endpoint = allEndpoints.find((e) => e.id === button.dataset.id);
+  if (!endpoint) return;
+  await endpointAction(button.dataset.action, endpoint, button);
+  if (button.dataset.action !== "edit") await loadEndpoints();
 });
-
-function confirmAction(text) {
-  const dialog = document.getElementById("confirm-dialog");
-  document.getElementById("confirm-text").textContent = text;
-  return new Promise((resolve) => {
-    let confirmed = false;
-    const ok = document.getElementById("confirm-ok");
-    const onOk = () => { confirmed = true; dialog.close(); };
-    ok.addEventListener("click", onOk);
-    dialog.addEventListener("close", () => {
-      ok.removeEventListener("click", onOk);
-      resolve(confirmed);
-    }, { once: true });
-    dialog.showModal();
-  });
-}
-
-function showSecret(secret, text) {
-  document.getElementById("secret-dialog-text").textContent = text;
-  document.getElementById("secret-value").textContent = secret;
-  document.getElementById("secret-dialog").showModal();
-}
 
 if (canWrite) {
   wireDialogs();
-  document.getElementById("secret-copy").addEventListener("click", () => copyText(document.getElementById("secret-value").textContent));
-  const dialog = document.getElementById("endpoint-dialog");
-  document.getElementById("new-endpoint").addEventListener("click", () => {
-    document.getElementById("endpoint-form").reset();
-    document.getElementById("endpoint-error").hidden = true;
-    dialog.showModal();
-  });
-  document.getElementById("endpoint-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.currentTarget;
-    const error = document.getElementById("endpoint-error");
-    try {
-      const created = await api("POST", "/endpoints", {
-        url: form.elements.url.value.trim(),
-        description: form.elements.description.value.trim(),
-        event_types: splitList(form.elements.event_types.value),
-        sources: splitList(form.elements.sources.value),
-      });
-      dialog.close();
-      showSecret(created.secret, "The endpoint’s signing secret: give it to the endpoint’s owner now (it can be read again with GET /api/v1/endpoints/{id}/secret).");
-      await loadEndpoints();
-    } catch (problem) {
-      error.textContent = problem.message;
-      error.hidden = false;
-    }
-  });
+  wireEndpointForm(async () => { await loadEndpoints(); });
+  document.getElementById("new-endpoint").addEventListener("click", () => openEndpointForm(null, allEndpoints[0]));
 }
-
-// --- inspector -----------------------------------------------------------------------------------
-
-const inspector = document.getElementById("inspector");
-const inspectorBody = document.getElementById("inspector-body");
-let inspected = null;
-let returnFocus = null;
-let refreshTimer = null;
-
-function decodeBase64(text) {
-  const raw = atob(text || "");
-  const data = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i += 1) data[i] = raw.charCodeAt(i);
-  return data;
-}
-
-function hexDump(data) {
-  const lines = [];
-  const end = Math.min(data.length, HEX_LIMIT);
-  for (let offset = 0; offset < end; offset += 16) {
-    const row = data.subarray(offset, Math.min(offset + 16, end));
-    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ").padEnd(47, " ");
-    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
-    lines.push(`${offset.toString(16).padStart(8, "0")}  ${hex}  ${ascii}`);
-  }
-  if (data.length > end) lines.push(`… ${data.length - end} more bytes`);
-  return lines.join("\n");
-}
-
-function bodyView(event) {
-  if (event.body === null || event.body === undefined) {
-    return [h("p", { class: "muted" }, "Binary body (not UTF-8): hex dump."),
-      h("pre", { class: "body hex", "data-kind": "hex" }, hexDump(decodeBase64(event.body_base64)))];
-  }
-  if (event.body === "") return [h("p", { class: "muted" }, "Empty body.")];
-  try {
-    const parsed = JSON.parse(event.body);
-    return [h("pre", { class: "body", "data-kind": "json" }, JSON.stringify(parsed, null, 2))];
-  } catch {
-    return [h("pre", { class: "body", "data-kind": "text" }, event.body)];
-  }
-}
-
-function headersTable(headers) {
-  const entries = Object.entries(headers || {});
-  if (!entries.length) return h("p", { class: "muted" }, "none");
-  return h("dl", { class: "kv" }, ...entries.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, String(value))]));
-}
-
-const STATUS_BADGE = { succeeded: "badge-ok", failed: "badge-bad", retrying: "badge-warn", pending: "badge-muted", delivering: "badge-info", cancelled: "badge-muted" };
-
-function attemptView(attempt) {
-  const outcome = attempt.status_code !== null && attempt.status_code !== undefined ? `HTTP ${attempt.status_code}` : (attempt.error || "no answer");
-  const good = attempt.status_code >= 200 && attempt.status_code < 300;
-  return h("details", { class: "attempt" },
-    h("summary", {}, h("span", { class: `badge ${good ? "badge-ok" : "badge-bad"}` }, outcome),
-      ` attempt ${attempt.number} · ${ms(attempt.duration_ms)} · ${when(attempt.started_at)}`),
-    h("div", { class: "attempt-grid" },
-      h("div", {}, h("h4", {}, "Request headers"), headersTable(attempt.request_headers)),
-      h("div", {}, h("h4", {}, "Response"),
-        attempt.error ? h("p", {}, `Error: ${attempt.error}`) : null,
-        headersTable(attempt.response_headers),
-        attempt.response_body ? h("pre", { class: "body" }, attempt.response_body) : h("p", { class: "muted" }, "empty body"))));
-}
-
-async function deliveryView(summary) {
-  let detail = summary;
-  try {
-    detail = await api("GET", `/deliveries/${encodeURIComponent(summary.id)}`);
-  } catch { /* the summary is shown without attempts */ }
-  const attempts = detail.attempts || [];
-  const status = detail.status || "unknown";
-  return h("div", { class: "delivery", dataset: { delivery: detail.id } },
-    h("div", { class: "delivery-head" },
-      h("span", { class: `badge ${STATUS_BADGE[status] || "badge-muted"}` }, status),
-      h("span", { class: "mono" }, detail.id),
-      h("span", { class: "muted" }, `→ ${endpointLabel(detail.endpoint_id)}`),
-      h("span", { class: "muted" }, `${detail.attempts_count ?? attempts.length} attempt(s)`),
-      canWrite && !["delivering", "cancelled"].includes(status)
-        ? h("button", { type: "button", class: "button-small action", dataset: { action: "retry", delivery: detail.id } }, "Retry")
-        : null),
-    detail.next_attempt_at ? h("div", { class: "muted" }, `next attempt ${when(detail.next_attempt_at)}`) : null,
-    ...attempts.slice().reverse().map(attemptView));
-}
-
-async function renderInspector(eventId) {
-  const event = await api("GET", `/events/${encodeURIComponent(eventId)}`);
-  if (inspected !== eventId) return;
-  const open = new Set([...inspectorBody.querySelectorAll("details[open]")].map((node) => node.dataset.key));
-  const summary = h("dl", { class: "kv" },
-    ...[["source", event.source || "published through the API"], ["event type", event.event_type || "–"],
-      ["received", when(event.received_at)], ["method", event.method], ["query", event.query || "–"],
-      ["content type", event.content_type || "–"], ["size", bytes(event.size)], ["dedup key", event.dedup_key || "–"]]
-      .flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, value)]));
-  const deliveries = event.deliveries || [];
-  const views = await Promise.all(deliveries.map(deliveryView));
-  if (inspected !== eventId) return;
-  const parts = [
-    summary,
-    h("h3", {}, "Headers"), headersTable(event.headers),
-    h("h3", {}, "Body"), ...bodyView(event),
-    h("h3", {}, `Deliveries (${deliveries.length})`),
-    deliveries.length ? null : h("p", { class: "muted" }, "No deliveries: no enabled endpoint wanted this event (yet)."),
-    ...views,
-  ];
-  inspectorBody.replaceChildren(...parts.filter(Boolean));
-  inspectorBody.querySelectorAll("details").forEach((node, index) => {
-    node.dataset.key = String(index);
-    if (open.has(String(index))) node.open = true;
-  });
-}
-
-async function openInspector(eventId, opener) {
-  inspected = eventId;
-  returnFocus = opener || document.activeElement;
-  document.getElementById("inspector-title").textContent = eventId;
-  inspectorBody.replaceChildren(h("p", { class: "muted" }, "Loading…"));
-  inspector.hidden = false;
-  inspector.focus();
-  if (window.location.hash !== `#event=${eventId}`) history.replaceState(null, "", `#event=${eventId}`);
-  try {
-    await renderInspector(eventId);
-  } catch (error) {
-    inspectorBody.replaceChildren(h("p", { class: "error" }, `Could not load ${eventId}: ${error.message}`));
-  }
-}
-
-function closeInspector() {
-  inspected = null;
-  inspector.hidden = true;
-  history.replaceState(null, "", window.location.pathname + window.location.search);
-  if (returnFocus && document.contains(returnFocus)) returnFocus.focus();
-}
-
-function refreshInspectorSoon() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => {
-    if (inspected) renderInspector(inspected).catch(() => {});
-  }, 300);
-}
-
-document.getElementById("inspector-close").addEventListener("click", closeInspector);
-document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && !inspector.hidden && !document.querySelector("dialog[open]")) closeInspector();
-});
-inspectorBody.addEventListener("click", async (event) => {
-  const button = event.target.closest("button[data-action=retry]");
-  if (!button) return;
-  button.disabled = true;
-  try {
-    await api("POST", `/deliveries/${encodeURIComponent(button.dataset.delivery)}/retry`);
-    toast("Retry queued");
-    refreshInspectorSoon();
-  } catch (error) {
-    reportError(error, "Could not retry");
-    button.disabled = false;
-  }
-});
-const replayButton = document.getElementById("inspector-replay");
-if (replayButton) {
-  replayButton.addEventListener("click", async () => {
-    if (!inspected) return;
-    replayButton.disabled = true;
-    try {
-      const answer = await api("POST", `/events/${encodeURIComponent(inspected)}/replay`, {});
-      const count = answer && typeof answer.count === "number" ? answer.count : null;
-      if (count === 0) toast("Nothing to replay to: no enabled endpoint wants this event", "error");
-      else toast(`Replay queued: ${count ?? "new"} deliver${count === 1 ? "y" : "ies"} below`);
-      refreshInspectorSoon();
-    } catch (error) {
-      reportError(error, "Could not replay");
-    } finally {
-      replayButton.disabled = false;
-    }
-  });
-}
-
-function openFromHash() {
-  const match = /^#event=([A-Za-z0-9_]+)$/.exec(window.location.hash);
-  if (match && match[1] !== inspected) openInspector(match[1]);
-}
-window.addEventListener("hashchange", openFromHash);
 
 // --- wiring --------------------------------------------------------------------------------------
 
 function onMessage(message) {
   if (message.type === "stats") {
-    showStats(message.stats || {});
+    onStats(message.stats || {});
     return;
   }
   if (message.type === "subscribed" || message.type === "error") {
@@ -687,11 +467,12 @@ function onMessage(message) {
     return;
   }
   feed.add(message);
-  if (inspected && DELIVERY_TYPES.has(message.type) && message.delivery && message.delivery.event_id === inspected) {
-    refreshInspectorSoon();
-  }
-  if (message.type === "endpoint.disabled" && endpointsAvailable) loadEndpoints();
-  else if (DELIVERY_TYPES.has(message.type) && endpointsAvailable && !document.hidden
+  inspector.onLive(message);
+  if (message.type === "endpoint.disabled" && endpointsAvailable) {
+    const endpoint = message.endpoint || {};
+    toast(`${endpointLabel(endpoint.id)} was disabled${endpoint.disabled_reason ? `: ${endpoint.disabled_reason}` : ""}`, "error");
+    loadEndpoints();
+  } else if (DELIVERY_TYPES.has(message.type) && endpointsAvailable && !document.hidden
            && Date.now() - endpointsLoadedAt > ENDPOINT_LIVE_REFRESH_MS) loadEndpoints();
 }
 
@@ -702,5 +483,8 @@ const live = connectLive({
 });
 
 loadEndpoints();
+loadCharts();
 setInterval(() => { if (!document.hidden && endpointsAvailable) loadEndpoints(); }, ENDPOINT_REFRESH_MS);
-openFromHash();
+setInterval(() => { if (!document.hidden && seriesAvailable) loadCharts(); }, SERIES_REFRESH_MS);
+setInterval(showTiles, 5000);
+inspector.openFromHash();
