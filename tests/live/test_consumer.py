@@ -19,10 +19,11 @@ STATS_KEYS = {"events_per_s", "deliveries_per_s", "success_rate", "pending", "in
 def session_cookie(token_id: str, scope: str = "admin", csrf: str = "c" * 32) -> str:
     from django.contrib.sessions.backends.signed_cookies import SessionStore
 
-    from relay.api import SESSION_CSRF, SESSION_SCOPE, SESSION_TOKEN_ID
+    from relay.api import SESSION_CSRF, SESSION_ID, SESSION_SCOPE, SESSION_TOKEN_ID
 
     store = SessionStore()
     store[SESSION_TOKEN_ID], store[SESSION_SCOPE], store[SESSION_CSRF] = token_id, scope, csrf
+    store[SESSION_ID] = f"session-of-{token_id}"
     store.save()
     return store.session_key
 
@@ -59,7 +60,10 @@ async def test_handshake_with_a_token_in_the_query_is_accepted(db, viewer_token)
 
 
 async def test_session_cookie_from_the_same_origin_is_accepted(db, admin_token):
+    from relay.models import DashboardSession
+
     row = await token_row(admin_token)
+    await DashboardSession.create(id=f"session-of-{row.id}", token_id=row.id)
     cookie = f"{settings.SESSION_COOKIE_NAME}={session_cookie(row.id)}".encode()
     same = [(b"host", b"relay.test"), (b"origin", b"http://relay.test"), (b"cookie", cookie)]
     connected, communicator = await connect(headers=same)
