@@ -27,7 +27,7 @@ import asyncpg
 from django.conf import settings
 
 from dispatch import actions, queue
-from dispatch.endpoints import Target, target_from_row
+from dispatch.endpoints import TARGET_COLUMNS, Target, target_from_row
 from dispatch.models import Endpoint
 from dispatch.queue import Claimed, PutBack, pooled
 from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS, CIRCUIT_FAILURE_THRESHOLD
@@ -75,9 +75,7 @@ LEFT JOIN event ev ON ev.id = c.event_id
 leased to `owner`."""
 
 _TARGET = (
-    "SELECT id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
-    " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
-    " retry_schedule, updated_at FROM endpoint"
+    f"SELECT {TARGET_COLUMNS} FROM endpoint"  # noqa: S608 - constant column list
     " WHERE id = $1 AND kind = 'cli' AND deleted_at IS NULL"
 )
 

@@ -103,6 +103,14 @@ class Target:
         return [self.secret]
 
 
+TARGET_COLUMNS = (
+    "id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
+    " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
+    " retry_schedule, updated_at, kind, template"
+)
+"""The endpoint columns `target_from_row` reads."""
+
+
 def target_from_row(row: Any) -> Target:
     previous = row["previous_secret_encrypted"]
     schedule = _json(row["retry_schedule"])
@@ -126,9 +134,7 @@ def target_from_row(row: Any) -> Target:
 
 class Targets:
     _LOAD = (
-        "SELECT id, url, headers_encrypted, secret_encrypted, previous_secret_encrypted,"
-        " previous_secret_expires_at, timeout_seconds, max_in_flight, rate_limit_per_second,"
-        " retry_schedule, updated_at, kind, template FROM endpoint WHERE id = ANY($1::text[])"
+        f"SELECT {TARGET_COLUMNS} FROM endpoint WHERE id = ANY($1::text[])"  # noqa: S608
     )
 
     def __init__(self) -> None:
