@@ -25,6 +25,12 @@ def disabled_reason(token_name: str, from_dashboard: bool) -> str:
     where = "from the dashboard" if from_dashboard else "through the API"
     return f"disabled {where} by {token_name}"
 
+
+def disabled_by_hand(reason: str | None) -> bool:
+    """Whether `reason` is one that `disabled_reason` (or the API default) wrote."""
+    return reason is not None and reason.startswith(
+        (API_DISABLED_REASON, "disabled from the dashboard"))
+
 _INSERT_ROUTED_EVENT = f"""
 WITH marked AS (
     INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
