@@ -10,7 +10,6 @@ from playwright.async_api import expect
 
 from tests.dispatch.conftest import platforms, post_event, provider_sample  # noqa: F401
 from tests.live.conftest import ARTIFACTS, CHROMIUM, make_source
-from tests.live.test_browser import browser, open_dashboard  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
