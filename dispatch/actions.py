@@ -20,10 +20,18 @@ TEST_EVENT_TYPE = "relay.test"
 API_DISABLED_REASON = "disabled through the API"
 
 
+_BY_HAND = ("disabled from the dashboard", API_DISABLED_REASON)
+
+
 def disabled_reason(token_name: str, from_dashboard: bool) -> str:
     """Who disabled an endpoint by hand, and from where (shown beside the endpoint)."""
     where = "from the dashboard" if from_dashboard else "through the API"
     return f"disabled {where} by {token_name}"
+
+
+def disabled_by_hand(reason: str | None) -> bool:
+    """Whether a person turned the endpoint off (not Relay, after failures or a 410)."""
+    return reason is not None and reason.startswith(_BY_HAND)
 
 _INSERT_ROUTED_EVENT = f"""
 WITH marked AS (

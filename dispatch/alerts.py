@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from dispatch import queue
-from dispatch.actions import API_DISABLED_REASON
+from dispatch.actions import disabled_by_hand
 from dispatch.alert_rules import (
     EVENT_TYPE_PREFIX,
     StateView,
@@ -227,7 +227,7 @@ class AlertEvaluator:
                                                       "failures": failures, "rate": rate})
         for endpoint in chosen:
             if kind == "endpoint.disabled":
-                active = not endpoint.enabled and endpoint.disabled_reason != API_DISABLED_REASON
+                active = not endpoint.enabled and not disabled_by_hand(endpoint.disabled_reason)
                 seen: dict[str, Any] = {"reason": endpoint.disabled_reason}
                 again = False
             elif kind == "endpoint.circuit_opened":
