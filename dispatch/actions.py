@@ -20,6 +20,9 @@ TEST_EVENT_TYPE = "relay.test"
 API_DISABLED_REASON = "disabled through the API"
 
 
+_BY_HAND = ("disabled from the dashboard", API_DISABLED_REASON)
+
+
 def disabled_reason(token_name: str, from_dashboard: bool) -> str:
     """Who disabled an endpoint by hand, and from where (shown beside the endpoint)."""
     where = "from the dashboard" if from_dashboard else "through the API"
@@ -27,9 +30,8 @@ def disabled_reason(token_name: str, from_dashboard: bool) -> str:
 
 
 def disabled_by_hand(reason: str | None) -> bool:
-    """Whether `reason` is one that `disabled_reason` (or the API default) wrote."""
-    return reason is not None and reason.startswith(
-        (API_DISABLED_REASON, "disabled from the dashboard"))
+    """Whether a person turned the endpoint off (not Relay, after failures or a 410)."""
+    return reason is not None and reason.startswith(_BY_HAND)
 
 _INSERT_ROUTED_EVENT = f"""
 WITH marked AS (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from datetime import UTC, datetime
 
@@ -19,7 +20,7 @@ from dispatch.address_policy import describe_refusal, is_allowed_address
 from dispatch.attempt_result import AttemptResult
 from dispatch.notify.email import Mail, to_email
 from dispatch.notify.smtp import SmtpServer
-from dispatch.ssrf import Allowlist, TargetBlocked, _networks
+from dispatch.ssrf import Allowlist, ErrorKind, TargetBlocked, _chain, _networks
 
 
 async def _connect(server: SmtpServer, allowlist: Allowlist, timeout: float) -> socket.socket:
@@ -49,6 +50,14 @@ async def _connect(server: SmtpServer, allowlist: Allowlist, timeout: float) -> 
     raise last
 
 
+def _failure_kind(exc: BaseException) -> ErrorKind:
+    """`tls` when the TLS handshake failed (an untrusted certificate, a name mismatch),
+    whether aiosmtplib raises the `ssl` error itself or wraps it."""
+    if any(isinstance(item, ssl.SSLError | ssl.CertificateError) for item in _chain(exc)):
+        return "tls"
+    return "connect"
+
+
 def _record(result: AttemptResult, code: int, text: str) -> None:
     result.status_code = code
     result.response_body = text[:8192]
@@ -76,7 +85,7 @@ async def send_mail(mail: Mail, server: SmtpServer | None, sender: str, *,
         _record(result, exc.code, exc.message)
         result.permanent = 500 <= exc.code < 600
     except (aiosmtplib.SMTPException, OSError) as exc:
-        result.error, result.error_detail = "connect", f"{type(exc).__name__}: {exc}"
+        result.error, result.error_detail = _failure_kind(exc), f"{type(exc).__name__}: {exc}"
     finally:
         result.duration_ms = round((time.perf_counter() - clock) * 1000, 3)
     return result
