@@ -4,7 +4,7 @@ import { api, h } from "./common.js";
 
 export const RANGES = {
   "1h": { seconds: 3600, step: 60, label: "last hour" },
-  "24h": { seconds: 86400, step: 900, label: "last 24 h" },
+  "24h": { seconds: 86400, step: 3600, label: "last 24 h" },
 };
 
 // The axis top: four ticks of a round step (1, 2, 2.5 or 5 times a power of ten).
