@@ -46,7 +46,9 @@ async def _no_clients_left():
     from live.hub import hub
 
     yield
-    await wait_until(lambda: not hub.clients, timeout=5, message="live clients to disconnect")
+    # A browser context closed at the end of a test: its socket closes when the server sees
+    # the TCP close, which can take seconds on a loaded machine.
+    await wait_until(lambda: not hub.clients, timeout=20, message="live clients to disconnect")
     await hub.stop()
 
 
@@ -128,7 +130,9 @@ async def redis_layer(redis_server):
     with override_settings(CHANNEL_LAYERS=config):
         layer = get_channel_layer()
         yield layer
-        await wait_until(lambda: not hub.clients, timeout=5, message="live clients to disconnect")
+        # A browser context closed at the end of a test: its socket closes when the server sees
+    # the TCP close, which can take seconds on a loaded machine.
+    await wait_until(lambda: not hub.clients, timeout=20, message="live clients to disconnect")
         await hub.stop()
         with contextlib.suppress(Exception):
             await layer.flush()
