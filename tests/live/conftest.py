@@ -130,9 +130,7 @@ async def redis_layer(redis_server):
     with override_settings(CHANNEL_LAYERS=config):
         layer = get_channel_layer()
         yield layer
-        # A browser context closed at the end of a test: its socket closes when the server sees
-    # the TCP close, which can take seconds on a loaded machine.
-    await wait_until(lambda: not hub.clients, timeout=20, message="live clients to disconnect")
+        await wait_until(lambda: not hub.clients, timeout=5, message="live clients to disconnect")
         await hub.stop()
         with contextlib.suppress(Exception):
             await layer.flush()
