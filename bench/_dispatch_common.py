@@ -390,6 +390,56 @@ def processes_cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+def postgres_cpu_by_kind(stack: Stack) -> dict[str, float]:
+    """CPU used so far by the postmaster's children, by kind (client backends together,
+    autovacuum workers together, walwriter, checkpointer, ...)."""
+    kinds: dict[str, float] = {}
+    try:
+        children = psutil.Process(stack.pg.postmaster_pid()).children()
+    except psutil.Error:
+        return kinds
+    for child in children:
+        try:
+            title = " ".join(child.cmdline())
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        kind = title.removeprefix("postgres: ").split(" ")[0] if "postgres: " in title else title
+        if " postgres " in title or "relay_bench" in title:
+            kind = "backends"
+        kinds[kind] = kinds.get(kind, 0.0) + times.user + times.system
+    return kinds
+
+
+def statements_reset(stack: Stack) -> None:
+    """Forget what pg_stat_statements counted so far (no-op without it)."""
+    if stack.pg.statements:
+        stack.pg.psql("SELECT pg_stat_statements_reset()")
+
+
+def statements_report(stack: Stack, per: int, top: int = 15) -> None:
+    """The statements that took the most time since the last reset, per item of `per`:
+    calls, rows, planning and execution µs (with RELAY_BENCH_PG_STATEMENTS=1)."""
+    if not stack.pg.statements:
+        return
+    rows = stack.pg.psql(f"""
+        SELECT calls, rows, round((total_plan_time * 1000 / {per})::numeric, 1),
+               round((total_exec_time * 1000 / {per})::numeric, 1),
+               regexp_replace(left(query, 400), '\\s+', ' ', 'g')
+        FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY total_plan_time + total_exec_time DESC LIMIT {top}""")
+    say(f"  statements by time, µs per item ({per:,} items): calls rows plan exec query")
+    total_plan = total_exec = 0.0
+    for line in rows.splitlines():
+        calls, count, plan, execute, query = line.split("|", 4)
+        total_plan += float(plan)
+        total_exec += float(execute)
+        say(f"    {int(calls):>7,} {int(count):>8,} {float(plan):>6.1f} {float(execute):>7.1f}"
+            f"  {query[:160]}")
+    say(f"    top {top}: plan {total_plan:.1f} µs + exec {total_exec:.1f} µs per item")
+
+
 def postgres_cpu_seconds(stack: Stack) -> float:
     """CPU used so far by the postmaster and every backend."""
     return processes_cpu_seconds([stack.pg.postmaster_pid()])
@@ -488,13 +538,17 @@ async def drain(stack: Stack, name: str, *, remaining_sql: str, remaining_args: 
     `endpoint_ids` (its recorded start) to the poll that saw 0.
 
     Returns seconds, rate (`total` / seconds), CPU µs per item of the dispatcher and of
-    PostgreSQL, the dispatcher's (on-CPU, waiting-for-CPU) seconds and its largest RSS.
+    PostgreSQL (less the backend answering this poll: the bench's work, not Relay's), the dispatcher's (on-CPU, waiting-for-CPU) seconds and its largest RSS.
     """
     connection = await connect(stack.url)
+    poller = [await connection.fetchval("SELECT pg_backend_pid()")]
     dispatcher = stack.runrelay(name)
     profiler = start_profiler(dispatcher.pid, profile) if profile else None
     try:
-        cpu_before = dispatcher.cpu_seconds(), postgres_cpu_seconds(stack)
+        statements_reset(stack)
+        kinds_before = postgres_cpu_by_kind(stack)
+        cpu_before = (dispatcher.cpu_seconds(),
+                      postgres_cpu_seconds(stack) - processes_cpu_seconds(poller))
         sched_before = dispatcher.schedstat()
         remaining = [total]
         last = [time.monotonic(), total]
@@ -515,8 +569,15 @@ async def drain(stack: Stack, name: str, *, remaining_sql: str, remaining_args: 
                        interval=interval, alive=dispatcher.check_alive)
         finished = time.time()
         dispatcher.rss()
-        cpu_after = dispatcher.cpu_seconds(), postgres_cpu_seconds(stack)
+        cpu_after = (dispatcher.cpu_seconds(),
+                     postgres_cpu_seconds(stack) - processes_cpu_seconds(poller))
         sched_after = dispatcher.schedstat()
+        statements_report(stack, total)
+        kinds_after = postgres_cpu_by_kind(stack)
+        say("  PostgreSQL CPU per item by process: " + ", ".join(
+            f"{kind} {(kinds_after[kind] - kinds_before.get(kind, 0.0)) / total * 1e6:.0f} µs"
+            for kind in sorted(kinds_after, key=lambda k: -kinds_after[k])
+            if kinds_after[kind] - kinds_before.get(kind, 0.0) > 0))
         first = await connection.fetchval(
             "SELECT extract(epoch FROM min(started_at)) FROM attempt"
             " WHERE endpoint_id = ANY($1::text[])", list(endpoint_ids))

@@ -40,11 +40,19 @@ class Postgres:
         self.cluster = PgCluster(free_port())
         self.database = database
         self.url = f"postgresql://postgres@127.0.0.1:{self.cluster.port}/{database}"
+        self.statements = bool(os.environ.get("RELAY_BENCH_PG_STATEMENTS"))
+        """Load pg_stat_statements (binaries that ship it: RELAY_TEST_PG_BIN)."""
 
     def start(self) -> None:
         self.cluster.init()
+        if self.statements:
+            with open(self.cluster.pgdata / "postgresql.conf", "a") as conf:
+                conf.write("shared_preload_libraries = 'pg_stat_statements'\n"
+                           "pg_stat_statements.track_planning = on\n")
         self.cluster.start()
         self.psql(f"CREATE DATABASE {self.database}", database="postgres")
+        if self.statements:
+            self.psql("CREATE EXTENSION pg_stat_statements")
         settings = self.psql("SHOW fsync; SHOW synchronous_commit").split()
         if settings != ["on", "on"]:
             raise BenchError(f"PostgreSQL must run with fsync and synchronous_commit on, not {settings}")

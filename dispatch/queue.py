@@ -15,7 +15,8 @@ then the deliveries: the same order everywhere, so they cannot deadlock each oth
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,25 @@ DUE_CHANNEL = "relay_due"
 def pooled() -> Any:
     """A raw asyncpg connection from Tortoise's pool (`async with pooled() as connection`)."""
     return connections.get("default").acquire_connection()
+
+
+GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
+"""Run first in a transaction whose hot statements read partitioned tables.
+
+Planning a statement that reads every partition of `delivery` and `event` costs more than
+executing it (it grows with the partitions: the days of retention), and PostgreSQL keeps
+making a custom plan per call when a `LIMIT $n` makes the generic plan look dearer. The
+generic plan of these statements is the custom one (index walks, run-time pruning on ids):
+only the planning goes. Scoped to the transaction: other statements on the pooled
+connection keep the default choice."""
+
+
+@asynccontextmanager
+async def planned_once(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction whose statements run on their generic plans (GENERIC_PLAN)."""
+    async with connection.transaction():
+        await connection.execute(GENERIC_PLAN)
+        yield
 
 
 async def notify_due(connection: asyncpg.Connection) -> None:
@@ -182,15 +202,16 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
     whose half-open circuit's probe is out) are left where they are, not leased and put
     back one by one.
     """
-    if allowances is not None:
-        ids = list(allowances)
-        rows = await connection.fetch(
-            _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
-            lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids],
-            reserved, circuit_cooldown)
-    else:
-        rows = await connection.fetch(_CLAIM, owner, limit, list(exclude), default_timeout,
-                                      lease_margin, circuit_cooldown)
+    async with planned_once(connection):
+        if allowances is not None:
+            ids = list(allowances)
+            rows = await connection.fetch(
+                _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
+                lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids],
+                reserved, circuit_cooldown)
+        else:
+            rows = await connection.fetch(_CLAIM, owner, limit, list(exclude),
+                                          default_timeout, lease_margin, circuit_cooldown)
     next_due = rows[0]["next_due"] if rows else None
     return [
         Claimed(

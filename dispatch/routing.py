@@ -1,6 +1,7 @@
 """Routing: turn stored events into deliveries, each event exactly once.
 
-Two round trips a batch, no explicit transaction:
+Two statements a batch, each in its own transaction only to run on its generic plan
+(dispatch.queue.GENERIC_PLAN):
 
 1. Read (no lock) the oldest unrouted events (partial index `event_unrouted_idx`) and, in
    the same statement, the endpoint table's change stamp, so the cached subscriptions are
@@ -24,7 +25,7 @@ from typing import Any
 
 from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
-from dispatch.queue import DUE_CHANNEL, new_delivery_ids, pooled
+from dispatch.queue import DUE_CHANNEL, new_delivery_ids, planned_once, pooled
 from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from dispatch.rollups import COUNT_ROUTED_EVENTS
 from dispatch.states import PENDING
@@ -119,21 +120,24 @@ class Router:
         """Route up to one batch; returns (events read, events routed here, deliveries
         created). Events read but routed by another dispatcher count only as read."""
         async with pooled() as connection:
-            rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
-                                          self.subscriptions.any_rule)
+            async with planned_once(connection):
+                rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
+                                              self.subscriptions.any_rule)
             had_rule = self.subscriptions.any_rule
             subscriptions = await self.subscriptions.refresh(
                 connection, (rows[0]["n"], rows[0]["changed"]))
             if self.subscriptions.any_rule and not had_rule:
-                rows = await connection.fetch(_TAKE_UNROUTED, self.batch, True)
+                async with planned_once(connection):
+                    rows = await connection.fetch(_TAKE_UNROUTED, self.batch, True)
             rows = [row for row in rows if row["id"] is not None]
             if not rows:
                 return 0, 0, 0
             pairs = await match(subscriptions, rows)
-            result = await connection.fetchrow(
-                _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
-                [event_id for event_id, _ in pairs], [endpoint_id for _, endpoint_id in pairs],
-                self.circuit_cooldown)
+            async with planned_once(connection):
+                result = await connection.fetchrow(
+                    _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
+                    [event_id for event_id, _ in pairs],
+                    [endpoint_id for _, endpoint_id in pairs], self.circuit_cooldown)
             return len(rows), result["events"], result["deliveries"]
 
     async def route_all(self) -> int:

@@ -24,7 +24,7 @@ import asyncpg
 from dispatch.attempt_result import AttemptResult
 from dispatch.metrics import record_attempt, record_delivery_final
 from dispatch.notify.render import gone_reason
-from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, pooled
+from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, planned_once, pooled
 from dispatch.retry import (
     CircuitState,
     after_attempt,
@@ -209,7 +209,7 @@ class SettleWriter:
         if not batch:
             return
         disabled: dict[str, str] = {}
-        async with pooled() as connection, connection.transaction():
+        async with pooled() as connection, planned_once(connection):
             health = await self._lock_health(connection, batch)
             await connection.execute(_INSERT_ATTEMPTS, *_attempt_columns(batch))
             applied = {row["id"] for row in await connection.fetch(

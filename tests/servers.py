@@ -23,6 +23,10 @@ def free_port() -> int:
 
 
 def _postgres_bin() -> Path:
+    """The `pgserver` wheel's binaries, or those of `RELAY_TEST_PG_BIN` (a directory holding
+    initdb, pg_ctl and postgres: e.g. Debian's, which ship pg_stat_statements)."""
+    if os.environ.get("RELAY_TEST_PG_BIN"):
+        return Path(os.environ["RELAY_TEST_PG_BIN"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pgserver._commands import POSTGRES_BIN_PATH

@@ -66,3 +66,63 @@ async def test_claim_sweep_and_routing_use_partial_indexes(db):
         assert await uses(connection, routing, "event_unrouted_idx"), routing
         park = await plan(connection, queue._PARK, "ep_1")
         assert not full_scan(park), park
+
+
+async def generic_plan(connection, sql: str, *args) -> str:
+    """The plan PostgreSQL keeps for `sql` under `queue.GENERIC_PLAN` (not one made for
+    these values)."""
+    await connection.execute(f"PREPARE probe AS {sql}")
+    try:
+        async with connection.transaction():
+            await connection.execute(queue.GENERIC_PLAN)
+            values = ", ".join(_literal(value) for value in args)
+            rows = await connection.fetch(f"EXPLAIN EXECUTE probe({values})")
+    finally:
+        await connection.execute("DEALLOCATE probe")
+    return "\n".join(row[0] for row in rows)
+
+
+def _literal(value) -> str:
+    if isinstance(value, list):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::" + (
+            "int[]" if value and isinstance(value[0], int) else "text[]")
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+async def test_the_generic_plans_walk_the_partial_indexes(db):
+    """Claims and routing run on their generic plans (planning them per call cost more than
+    running them): those plans must walk the same partial indexes as plans made for
+    given values."""
+    async with pooled() as connection:
+        await connection.execute(FILL)
+        await connection.execute(FILL_EVENTS)
+        await connection.execute("ANALYZE delivery")
+        await connection.execute("ANALYZE event")
+        claim = await generic_plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0)
+        assert await uses(connection, claim, "delivery_due_idx"), claim
+        assert "Anti Join" not in claim and not full_scan(claim), claim
+        within = await generic_plan(connection, queue._CLAIM_WITHIN_ALLOWANCES, "me", 100, [],
+                                    15.0, 30.0, 200, ["ep_1"], [1], 0, 30.0)
+        assert await uses(connection, within, "delivery_due_idx"), within
+        assert "Anti Join" not in within and not full_scan(within), within
+        from dispatch.routing import _ROUTE, _TAKE_UNROUTED
+
+        unrouted = await generic_plan(connection, _TAKE_UNROUTED, 500, False)
+        assert await uses(connection, unrouted, "event_unrouted_idx"), unrouted
+        route = await generic_plan(connection, _ROUTE, ["evt_1"], ["dlv_1"], ["evt_1"],
+                                   ["ep_1"], 30.0)
+        assert not full_scan(route), route
+
+
+async def test_claims_are_not_planned_per_call(db):
+    async with pooled() as connection:
+        for _ in range(8):
+            await queue.claim(connection, "me", 50, [], 15.0, 30.0)
+        plans = await connection.fetch(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement = $1", queue._CLAIM)
+    # The pooled connection may have claimed before (in other tests): never a custom plan.
+    assert len(plans) == 1 and plans[0]["custom_plans"] == 0, plans
+    assert plans[0]["generic_plans"] >= 8, plans
