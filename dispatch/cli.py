@@ -7,6 +7,11 @@ what the CLI forwards), and the CLI's report of the local answer is settled thro
 dispatcher's settle path: retries, circuit breaker, attempt log and live messages behave
 as for any endpoint. A delivery handed out and never reported goes back to the queue,
 when the connection closes or, if the server process died, when its lease expires.
+
+Deliveries of a `cli` endpoint wait parked (`next_attempt_at` NULL, out of the due index)
+rather than due: no `relay listen` may connect for days, and every dispatcher's claim
+would walk past the backlog. The pull takes parked rows as due while the endpoint is
+enabled; only a retry waits in the due index for its time.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ MAX_DURATION_MS = 24 * 3600 * 1000.0
 _CLAIM_ONE = f"""
 WITH due AS (
     SELECT id FROM delivery
-    WHERE endpoint_id = $2 AND status IN {WAITING_SQL} AND next_attempt_at <= now()
+    WHERE endpoint_id = $2 AND status IN {WAITING_SQL}
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+      AND (SELECT enabled FROM endpoint WHERE id = $2)
     ORDER BY event_id, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -254,10 +261,11 @@ async def settle(settler: SettleWriter, handout: Handout, result: AttemptResult,
 
 
 async def give_back(owner: str, handout: Handout) -> None:
-    """Return an unreported delivery to the queue, due now, unattempted."""
+    """Return an unreported delivery to the queue, unattempted: parked, so the next pull
+    takes it first."""
     async with pooled() as connection:
         await queue.put_back(connection, owner, [
-            PutBack(handout.job.id, handout.job.endpoint_id, datetime.now(UTC))])
+            PutBack(handout.job.id, handout.job.endpoint_id, None)])
 
 
 def new_owner() -> str:

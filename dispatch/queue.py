@@ -4,7 +4,8 @@ A delivery is due when its status is `pending` or `retrying` and `next_attempt_a
 passed (partial index `delivery_due_idx`). Dispatchers claim due deliveries in batches
 with `FOR UPDATE SKIP LOCKED` and a lease; a lease that expires (the process died) is
 swept back to due. Deliveries of `cli` endpoints are never claimed here: a connected
-`relay listen` pulls them (dispatch.cli), under the same leases. Deliveries of a disabled
+`relay listen` pulls them (dispatch.cli), under the same leases; they wait parked, out
+of the due index, so a listener away for days costs the claims nothing. Deliveries of a disabled
 endpoint are parked (`next_attempt_at` NULL,
 status kept) so they never clog the claim, and made due again when it is enabled.
 
@@ -241,7 +242,8 @@ _LOCK_ENDPOINTS_SHARED = (
 _PUT_BACK = f"""
 UPDATE delivery d
 SET status = CASE WHEN d.attempts_count > 0 THEN '{RETRYING}' ELSE '{PENDING}' END,
-    next_attempt_at = CASE WHEN v.park THEN (CASE WHEN e.enabled THEN now() END)
+    next_attempt_at = CASE WHEN v.park THEN (CASE WHEN e.enabled AND e.kind <> 'cli'
+                                                  THEN now() END)
                            ELSE v.next_at END,
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($2::text[], $3::timestamptz[], $4::bool[]) AS v(id, next_at, park), endpoint e
@@ -291,8 +293,9 @@ async def finish_unattempted(connection: asyncpg.Connection, owner: str, ids: Se
 # --- leases, timing --------------------------------------------------------------------------
 
 _SWEEP = f"""
-UPDATE delivery SET status = '{RETRYING}', next_attempt_at = now(), lease_owner = NULL,
-    lease_expires_at = NULL
+UPDATE delivery d SET status = '{RETRYING}', lease_owner = NULL, lease_expires_at = NULL,
+    next_attempt_at = CASE WHEN (SELECT kind FROM endpoint e WHERE e.id = d.endpoint_id) = 'cli'
+                           THEN NULL ELSE now() END
 WHERE id IN (SELECT id FROM delivery WHERE status = '{DELIVERING}' AND lease_expires_at < now()
              ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 """  # noqa: S608 - constants only; values are bound
@@ -349,6 +352,7 @@ WHERE id = $1 AND deleted_at IS NULL
 _UNPARK = f"""
 UPDATE delivery SET next_attempt_at = now()
 WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at IS NULL
+  AND (SELECT kind FROM endpoint WHERE id = $1) <> 'cli'
 """  # noqa: S608 - constants only; values are bound
 _DELETE = "UPDATE endpoint SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = $1"
 _CANCEL = f"""

@@ -52,7 +52,7 @@ WITH marked AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
     SELECT v.id, v.event_id, v.endpoint_id, '{PENDING}', 0, 0,
-           (SELECT CASE WHEN NOT e.enabled THEN NULL
+           (SELECT CASE WHEN NOT e.enabled OR e.kind = 'cli' THEN NULL
                         WHEN e.circuit_opened_at IS NOT NULL
                             THEN greatest(now(), e.circuit_opened_at + make_interval(secs => $5))
                         ELSE now() END
