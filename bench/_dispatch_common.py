@@ -524,7 +524,7 @@ async def wait_for(check, *, timeout: float, what: str, progress=None,
 def start_profiler(pid: int, output: str) -> subprocess.Popen:
     """py-spy (in the venv) sampling a dispatcher into `output` (raw collapsed stacks)."""
     return subprocess.Popen(
-        [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "250",
+        [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--subprocesses", "--rate", "250",
          "--format", "raw", "--output", output],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
