@@ -310,6 +310,11 @@ class Dispatcher:
         stop_process(self.process)
 
 
+RUNRELAY_ARGS: list[str] = []
+"""Extra `runrelay` options (`--web-workers`, `--dispatchers`), from bench_main's options;
+none by default: what `make run` starts."""
+
+
 class Runrelay(Dispatcher):
     """`python manage.py runrelay` as `make run` starts it (default web workers and
     dispatchers, supervised), against the stack's PostgreSQL; started when every dispatcher
@@ -327,7 +332,8 @@ class Runrelay(Dispatcher):
     def launch(self) -> None:
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(
-            [PYTHON, "manage.py", "runrelay", "--port", str(self.port)], cwd=ROOT,
+            [PYTHON, "manage.py", "runrelay", "--port", str(self.port), *RUNRELAY_ARGS],
+            cwd=ROOT,
             env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_started(self, timeout: float = 90.0) -> None:
@@ -631,7 +637,14 @@ def bench_main(doc: str, orchestrate, add_arguments=None, *, concurrency: int = 
     if timeout is not None:
         parser.add_argument("--timeout", type=float, default=timeout,
                             help=f"give up on a drain after this many seconds ({timeout:g})")
+    parser.add_argument("--web-workers", type=int, metavar="N",
+                        help="runrelay's web workers (default: its own, as `make run`)")
+    parser.add_argument("--dispatchers", type=int, metavar="M",
+                        help="runrelay's dispatchers (default: its own, as `make run`)")
     args = parser.parse_args()
+    for option, value in (("--web-workers", args.web_workers), ("--dispatchers", args.dispatchers)):
+        if value is not None:
+            RUNRELAY_ARGS.extend([option, str(value)])
     if check is not None:
         check(parser, args)
     try:

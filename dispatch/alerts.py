@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -35,6 +35,7 @@ from dispatch.alert_rules import (
     transition,
 )
 from dispatch.queue import pooled
+from dispatch.rollups import MINUTE, Totals, floor_to, sums_by_endpoint
 from kernel.bus import publish
 from kernel.ids import new_id
 
@@ -75,15 +76,14 @@ _ENDPOINTS = ("SELECT id, enabled, disabled_reason, circuit_opened_at, consecuti
               " last_success_at FROM endpoint WHERE deleted_at IS NULL")
 _STATES = ("SELECT key, firing, last_fired_at FROM alert_state"
            " WHERE alert_id = ANY($1::text[]) AND (firing OR last_fired_at IS NOT NULL)")
-_FAILURE_RATES = """
-SELECT e.id, a.attempts, a.failures FROM endpoint e CROSS JOIN LATERAL (
-    SELECT count(*) AS attempts,
-           count(*) FILTER (WHERE status_code IS NULL OR status_code < 200
-                                  OR status_code >= 300) AS failures
-    FROM attempt WHERE endpoint_id = e.id AND started_at > now() - make_interval(secs => $1)
-) a
-WHERE e.deleted_at IS NULL AND e.id = ANY($2::text[])
-"""
+def failure_window(now: datetime, seconds: int) -> tuple[datetime, datetime]:
+    """The whole minutes of the endpoint rollups that cover the last `seconds` (the
+    current minute so far included): the failure rate reads those few rows, never the
+    attempts themselves, so its cost does not grow with traffic."""
+    return (floor_to(now - timedelta(seconds=seconds), MINUTE),
+            floor_to(now, MINUTE) + timedelta(seconds=MINUTE))
+
+
 _REJECTIONS = """
 SELECT s.slug, (SELECT count(*) FROM rejected_request r
                 WHERE r.source_id = s.id
@@ -216,15 +216,16 @@ class AlertEvaluator:
         narrowed = set(condition.get("endpoints") or ())
         chosen = [e for e in endpoints if not narrowed or e.id in narrowed]
         if kind == "endpoint.failure_rate":
-            rows = await connection.fetch(_FAILURE_RATES, condition["window_seconds"],
-                                          [e.id for e in chosen])
-            for row in rows:
-                attempts, failures = int(row["attempts"]), int(row["failures"])
+            sums = await sums_by_endpoint(connection, *failure_window(
+                datetime.now(UTC), condition["window_seconds"]))
+            for endpoint in chosen:
+                totals = sums.get(endpoint.id, Totals())
+                attempts, failures = totals.attempts, totals.failures
                 rate = failures / attempts if attempts else 0.0
                 active = attempts >= condition["min_attempts"] and rate > condition["above"]
-                if active or row["id"] in firing:
-                    out[row["id"]] = (active, False, {"attempts": attempts,
-                                                      "failures": failures, "rate": rate})
+                if active or endpoint.id in firing:
+                    out[endpoint.id] = (active, False, {"attempts": attempts,
+                                                        "failures": failures, "rate": rate})
         for endpoint in chosen:
             if kind == "endpoint.disabled":
                 active = not endpoint.enabled and not disabled_by_hand(endpoint.disabled_reason)

@@ -213,3 +213,13 @@ async def test_source_rejections(client, admin, platforms, db):
     [alert] = await alert_events()
     assert alert["subject"] == "locked" and alert["observed"] == {"count": 3}
     assert alert["type"] == "relay.alert.source.rejections"
+
+
+def test_the_failure_window_covers_the_last_seconds_in_whole_minutes():
+    from datetime import UTC, datetime
+
+    from dispatch.alerts import failure_window
+
+    now = datetime(2026, 12, 6, 10, 30, 45, tzinfo=UTC)
+    assert failure_window(now, 300) == (datetime(2026, 12, 6, 10, 25, tzinfo=UTC),
+                                        datetime(2026, 12, 6, 10, 31, tzinfo=UTC))
