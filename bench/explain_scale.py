@@ -32,7 +32,7 @@ import django
 
 django.setup()
 
-from dispatch import queue, routing, settle  # noqa: E402
+from dispatch import alerts, cli, queue, rollups, routing, settle  # noqa: E402
 from hooks import store  # noqa: E402
 from kernel import partitions  # noqa: E402
 from relay import retention  # noqa: E402
@@ -67,11 +67,14 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
     return [
         ("routing: read unrouted", routing._TAKE_UNROUTED, [500, False], None),
         ("routing: mark and insert", routing._ROUTE,
-         [fresh, [f"dlv_{'z' * 10}{n:016d}" for n in range(3)], fresh, [ENDPOINT] * 3],
-         make_unrouted),
-        ("claim", queue._CLAIM, ["audit", 100, [], 15.0, 5.0], None),
+         [fresh, [f"dlv_{'z' * 10}{n:016d}" for n in range(3)], fresh, [ENDPOINT] * 3,
+          30.0], make_unrouted),
+        ("claim", queue._CLAIM, ["audit", 100, [], 15.0, 5.0, 30.0], None),
         ("claim within allowances", queue._CLAIM_WITHIN_ALLOWANCES,
-         ["audit", 100, [], 15.0, 5.0, 200, [ENDPOINT], [5], 0], None),
+         ["audit", 100, [], 15.0, 5.0, 200, [ENDPOINT], [5], 0, 30.0], None),
+        ("cli: pull one (relay listen)", cli._CLAIM_ONE, ["audit", ENDPOINT, 30.0], None),
+        ("alerts: failure rate (rollups, 5 min)", rollups.SUMS_BY_ENDPOINT,
+         alerts_window(), None),
         ("settle: insert attempts", settle._INSERT_ATTEMPTS,
          [[f"att_{'z' * 10}{n:016d}" for n in range(100)], [sample["delivery"]] * 100,
           [ENDPOINT] * 100, [1] * 100, [NOW] * 100, [1.0] * 100, [200] * 100, [None] * 100,
@@ -135,6 +138,10 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
          [[0], ["src_1"], ["k12345"], [NOW - timedelta(days=1)],
           [partitions.id_bound("evt", NOW - timedelta(days=1))], [None], [None]], None),
     ]
+
+
+def alerts_window() -> list[datetime]:
+    return rollups.window_bounds(*alerts.failure_window(NOW, 300))
 
 
 def _id_window(prefix: str, since: datetime, until: datetime) -> tuple[str | None, str | None]:

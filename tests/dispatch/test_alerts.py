@@ -223,3 +223,26 @@ def test_the_failure_window_covers_the_last_seconds_in_whole_minutes():
     now = datetime(2026, 12, 6, 10, 30, 45, tzinfo=UTC)
     assert failure_window(now, 300) == (datetime(2026, 12, 6, 10, 25, tzinfo=UTC),
                                         datetime(2026, 12, 6, 10, 31, tzinfo=UTC))
+
+
+async def test_circuit_opened_fires_and_resolves_when_it_closes(client, admin, platforms, sink,
+                                                                db):
+    from dispatch.models import Endpoint
+
+    channel = await make_endpoint(client, admin, platforms.url("slack"), kind="slack")
+    watched = await make_endpoint(client, admin, sink.url("/w"))
+    await make_alert(client, admin, name="circuits", notify=[channel["id"]],
+                     conditions=[{"type": "endpoint.circuit_opened"}])
+    evaluator = AlertEvaluator(3600)
+    now = datetime.now(UTC)
+    assert await evaluator.evaluate(now) == []
+    await Endpoint.filter(id=watched["id"]).update(circuit_opened_at=now,
+                                                   consecutive_failures=5)
+    assert len(await evaluator.evaluate(now)) == 1
+    await Endpoint.filter(id=watched["id"]).update(circuit_opened_at=None,
+                                                   consecutive_failures=0)
+    assert len(await evaluator.evaluate(now + timedelta(seconds=1))) == 1
+    fired, resolved = await alert_events()
+    assert fired["type"] == "relay.alert.endpoint.circuit_opened"
+    assert fired["subject"] == watched["id"] and fired["observed"] == {"failures": 5}
+    assert resolved["state"] == "resolved"
