@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -148,6 +149,67 @@ def _id_window(prefix: str, since: datetime, until: datetime) -> tuple[str | Non
     return partitions.ids_between(prefix, since, until)
 
 
+GENERIC = {"routing: read unrouted", "routing: mark and insert", "claim",
+           "claim within allowances", "settle: insert attempts", "settle: update deliveries"}
+"""Statements Relay runs on their generic plans (dispatch.queue.GENERIC_PLAN)."""
+GENERIC_LABEL = " (generic plan, as run)"
+
+
+def expanded(items: list[tuple[str, str, list[Any], str | None]],
+             ) -> list[tuple[str, str, list[Any], str | None]]:
+    """Each statement Relay runs on its generic plan twice: the plan made for these values
+    (what it ran before) and the generic plan it runs now."""
+    out = []
+    for name, sql, params, before in items:
+        if name in GENERIC:
+            out.append((name + " (custom plan, before)", sql, params, before))
+            out.append((name + GENERIC_LABEL, sql, params, before))
+        else:
+            out.append((name, sql, params, before))
+    return out
+
+
+def literal(value: Any) -> str:
+    """`value` as SQL text, for EXECUTE (which takes no bound parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::timestamptz"
+    if isinstance(value, bytes):
+        return f"'\\x{value.hex()}'::bytea"
+    if isinstance(value, list):
+        kinds = {type(item) for item in value if item is not None}
+        if kinds <= {str}:  # an untyped literal: EXECUTE gives it the parameter's type
+            items = ["NULL" if item is None else
+                     '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                     for item in value]
+            return "'{" + ",".join(items).replace("'", "''") + "}'"
+        cast = {int: "int[]", float: "float8[]", datetime: "timestamptz[]",
+                bytes: "bytea[]"}.get(next(iter(kinds)), "text[]")
+        return f"ARRAY[{', '.join(literal(item) for item in value)}]::{cast}"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def explain_generic(connection: asyncpg.Connection, sql: str, params: list[Any]) -> str:
+    """EXPLAIN ANALYZE of the generic plan (EXPLAIN with bound values always plans for
+    them): PREPARE, force the generic plan for this transaction, EXECUTE with literals."""
+    name = f"audit_{next(_NAMES)}"
+    await connection.execute(f"PREPARE {name} AS {sql}")
+    await connection.execute(queue.GENERIC_PLAN)
+    values = ", ".join(literal(value) for value in params)
+    raw = await connection.fetchval(
+        f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {name}({values})")
+    await connection.execute(f"DEALLOCATE {name}")
+    return raw
+
+
+_NAMES = itertools.count()
+
+
 def summary(plan: dict[str, Any]) -> str:
     nodes: list[str] = []
 
@@ -181,7 +243,8 @@ async def run(url: str, repeat: int) -> None:
             " AS deliveries, (SELECT count(*) FROM attempt) AS attempts")
         print(f"database: {sizes['events']:,} events, {sizes['deliveries']:,} deliveries, "
               f"{sizes['attempts']:,} attempts", flush=True)
-        for name, sql, params, before in statements(sample):
+        for name, sql, params, before in expanded(statements(sample)):
+            generic = name.endswith(GENERIC_LABEL)
             best: tuple[float, int, str] | None = None
             for _ in range(repeat):
                 transaction = connection.transaction()
@@ -189,8 +252,11 @@ async def run(url: str, repeat: int) -> None:
                 try:
                     if before:
                         await connection.execute(before)
-                    raw = await connection.fetchval(
-                        f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
+                    if generic:
+                        raw = await explain_generic(connection, sql, params)
+                    else:
+                        raw = await connection.fetchval(
+                            f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
                 finally:
                     await transaction.rollback()
                 plan = json.loads(raw)[0]

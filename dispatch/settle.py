@@ -105,9 +105,13 @@ SET status = v.status, attempts_count = v.attempt, next_attempt_at = v.next_at,
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::int[], $7::text[],
             $8::timestamptz[]) AS v(id, status, attempt, next_at, status_code, error, completed_at)
-WHERE d.id = v.id AND d.lease_owner = $1 AND d.status = '{DELIVERING}'
+WHERE d.id = v.id AND d.id = ANY($2::text[]) AND d.lease_owner = $1
+  AND d.status = '{DELIVERING}'
 RETURNING d.id
 """  # noqa: S608 - constants only; values are bound
+"""`d.id = ANY($2)` repeats the join for the planner: the generic plan (GENERIC_PLAN) cannot
+know how many rows `unnest` gives, and without it read every delivery in flight to join
+them; with it, it probes the primary key of the partitions those ids fall in."""
 
 _LOCK_HEALTH = """
 SELECT id, enabled, circuit_opened_at, consecutive_failures, first_failure_at, last_success_at
