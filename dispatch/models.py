@@ -94,8 +94,9 @@ class Attempt(Model):
         table = "attempt"
         indexes = [
             Index(fields=("delivery_id", "number"), name="attempt_delivery_idx"),
-            Index(fields=("endpoint_id", "started_at"), name="attempt_endpoint_idx"),
         ]
+        """No index by endpoint and time: statistics and alerts read the rollups, and an
+        index no statement reads would cost every settle batch its upkeep."""
 
 
 class Alert(Model):

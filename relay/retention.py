@@ -122,9 +122,14 @@ LOCK_TRIES = 5
 
 _ACTIVE_EVENTS = f"""
 CREATE TEMP TABLE relay_active_event ON COMMIT DROP AS
-SELECT DISTINCT event_id AS id FROM delivery WHERE status IN {_ACTIVE_SQL}
+SELECT DISTINCT event_id AS id FROM delivery
+WHERE status IN {_ACTIVE_SQL} AND event_id < $1
 """  # noqa: S608 - constants only
-"""Events with a delivery in flight, wherever the delivery is stored."""
+"""Events up to the end of the day ($1: the first event id of the next day) with a delivery
+in flight, wherever the delivery is stored. A delivery is made after its event, so the
+day's deliveries and attempts belong to these events or to none in flight; the range of
+the partial `delivery_open_event_idx` leaves out everything in flight from later days,
+which is most of it when old days are purged."""
 
 
 _NEWLY_ACTIVE = f"""
@@ -285,9 +290,21 @@ async def _existing(connection: Any, names: list[str]) -> list[str]:
     return [row["n"] for row in rows]
 
 
+EXACT_COUNT_LIMIT = 100_000
+"""A day partition is counted exactly up to this many rows; past it, the report gives
+PostgreSQL's estimate (`pg_class.reltuples`). Counting a busy day exactly would read all of
+it, tens of millions of rows, only to print a number, and a purge must cost ingest little."""
+
+
 async def _count(connection: Any, name: str) -> int:
-    return int(await connection.fetchval(f"SELECT count(*) FROM {name}",  # noqa: S608
-                                         timeout=partitions.LONG_STATEMENT_TIMEOUT))
+    counted = int(await connection.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT {EXACT_COUNT_LIMIT + 1}) AS s",  # noqa: S608
+        timeout=partitions.LONG_STATEMENT_TIMEOUT))
+    if counted <= EXACT_COUNT_LIMIT:
+        return counted
+    estimate = await connection.fetchval(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass", name)
+    return max(counted, int(estimate or 0))
 
 
 async def expired_days(connection: Any, table: str, cutoff: datetime) -> list[date]:
@@ -332,7 +349,8 @@ async def _drop_day_once(connection: Any, day: date, tables: tuple[str, ...],
         await connection.execute(f"LOCK TABLE {', '.join(names)} IN SHARE MODE")
         kept: dict[str, int] = {}
         if "event" in tables or "delivery" in tables or "attempt" in tables:
-            await connection.execute(_ACTIVE_EVENTS, timeout=partitions.LONG_STATEMENT_TIMEOUT)
+            await connection.execute(_ACTIVE_EVENTS, partitions.day_bounds("event", day)[1],
+                                     timeout=partitions.LONG_STATEMENT_TIMEOUT)
             await connection.execute("ANALYZE relay_active_event")
             for temp, statement in _keep_statements(day):
                 table = temp.removeprefix("relay_keep_")
