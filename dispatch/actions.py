@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 from dispatch import queue
 from dispatch.endpoints import Subscriptions
-from dispatch.filters import endpoint_wants, parse_document
 from dispatch.queue import pooled
 from dispatch.rollups import COUNT_ROUTED_EVENTS
 from kernel.bus import publish
+from kernel.filters import endpoint_wants, parse_document
 from kernel.ids import new_id
 
 TEST_EVENT_TYPE = "relay.test"

@@ -16,7 +16,6 @@ from pydantic import field_validator
 
 from dispatch import actions, cli, delivery_search, queue, states
 from dispatch.endpoint_headers import MASK, decrypt_headers, encrypt_headers, masked
-from dispatch.filters import FilterError, validate_filter
 from dispatch.models import ENDPOINT_KINDS, Attempt, Delivery, Endpoint
 from dispatch.notify.email import BadMailto, recipients
 from dispatch.notify.templates import EventView, TemplateProblem, validate_template
@@ -41,6 +40,7 @@ from kernel.api import (
     require_admin,
 )
 from kernel.crypto import decrypt_secret, encrypt_secret, new_signing_secret
+from kernel.filters import FilterError, validate_filter
 from kernel.ids import new_id
 from kernel.partitions import ids_after
 

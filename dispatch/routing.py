@@ -24,11 +24,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dispatch.endpoints import Subscription, Subscriptions
-from dispatch.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, planned_once, pooled
 from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from dispatch.rollups import COUNT_ROUTED_EVENTS
 from dispatch.states import PENDING
+from kernel.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
 
 _TAKE_UNROUTED = """
 SELECT s.n, s.changed, u.id, u.event_type, u.source_slug, u.body

@@ -73,7 +73,7 @@ def parse_time(name: str, value: object) -> datetime | None:
 
 def parse_event_query(given: Mapping[str, object]) -> EventQuery:
     """The search from query parameters or a JSON object (`filter` as text or an object)."""
-    from dispatch.filters import FilterError, validate_filter
+    from kernel.filters import FilterError, validate_filter
 
     def text(name: str) -> str | None:
         value = given.get(name)
@@ -174,7 +174,7 @@ async def _ids(sql: str, values: list[Any]) -> list[str]:
 
 
 def _body_matches(rule: dict[str, Any] | None, row: Event) -> bool:
-    from dispatch.filters import matches_filter, parse_document
+    from kernel.filters import matches_filter, parse_document
 
     return rule is None or matches_filter(rule, parse_document(bytes(row.body)))
 

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 
-from dispatch.filters import matches_filter, parse_document
+from kernel.filters import matches_filter, parse_document
 from tests.dispatch.conftest import make_endpoint, make_source, post_event
 from tests.servers import wait_until
 
@@ -22,7 +22,7 @@ def _wide_body() -> bytes:
 
 
 def test_a_huge_array_against_a_long_in_list_gives_up_within_its_budget():
-    from dispatch.filters import MAX_VISITS, FilterBudget
+    from kernel.filters import MAX_VISITS, FilterBudget
 
     document = parse_document(_wide_body())
     budget = FilterBudget()
@@ -32,7 +32,7 @@ def test_a_huge_array_against_a_long_in_list_gives_up_within_its_budget():
 
 
 def test_an_array_within_the_budget_is_still_searched_whole():
-    from dispatch.filters import FilterBudget
+    from kernel.filters import FilterBudget
 
     document = {"data": {"tags": [*range(10_000), "tag-99"]}}
     budget = FilterBudget()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.filters import (
+from kernel.filters import (
     NOT_JSON,
     FilterError,
     endpoint_wants,
