@@ -23,9 +23,10 @@ Each batch of step 2 is one short transaction that locks only the rows it delete
 ingest and the dispatchers go on meanwhile, and two purges (one per dispatcher) share
 the work instead of colliding (`SKIP LOCKED`). Deleting is CPU, WAL and I/O taken from
 ingest, so step 2 works only a `share` of the time: after a batch that took t seconds
-it rests t * (1 - share) / share. Step 1 locks the three tables for the moment of the
-drop (a bounded wait, `lock_timeout`, retried), which ingest feels as a pause of a few
-milliseconds once a day.
+it rests t * (1 - share) / share. Step 1 rests the same way between two days (a backlog
+of thirty days is not dropped in one burst of CPU and I/O), and locks the three tables for
+the moment of each drop (a bounded wait, `lock_timeout`, retried), which ingest feels as a
+pause of a few milliseconds.
 
 The statements name the tables directly (event, delivery, attempt, rejected_request):
 this module is part of the wiring, which composes the apps, and purging is bulk SQL
@@ -243,7 +244,8 @@ async def purge_expired(
         say(f"{'Counting' if dry_run else 'Dropping'} whole days before "
             f"{cutoff:%Y-%m-%d %H:%M} UTC (refused requests: before "
             f"{rejected_cutoff:%Y-%m-%d %H:%M} UTC) ...")
-    await _drop_expired_days(cutoff, rejected_cutoff, dry_run, report, say)
+    await _drop_expired_days(cutoff, rejected_cutoff, dry_run, report, say,
+                             _Throttle(share))
     if say:
         verb = "Counting" if dry_run else "Deleting"
         say(f"{verb} events received before {cutoff:%Y-%m-%d %H:%M} UTC whose deliveries are "
@@ -384,7 +386,8 @@ class _KeepWhole(Exception):
 
 
 async def _drop_expired_days(cutoff: datetime, rejected_cutoff: datetime, dry_run: bool,
-                             report: dict[str, Any], say: Say | None) -> None:
+                             report: dict[str, Any], say: Say | None,
+                             throttle: _Throttle) -> None:
     async with connections.get("default").acquire_connection() as connection:
         if not dry_run:
             await partitions.ensure_partitions(connection)
@@ -393,9 +396,12 @@ async def _drop_expired_days(cutoff: datetime, rejected_cutoff: datetime, dry_ru
             day_set: set[date] = set()
             for table in tables:
                 day_set.update(await expired_days(connection, table, limit))
-            for day in sorted(day_set):
+            for number, day in enumerate(sorted(day_set)):
+                if number:
+                    await throttle.rest()
                 try:
-                    removed = await drop_day(connection, day, tables, dry_run)
+                    async with throttle:
+                        removed = await drop_day(connection, day, tables, dry_run)
                 except _KeepWhole:
                     removed = None
                 if removed is None:
