@@ -32,7 +32,7 @@ class StatementCounter:
         words = " ".join(record.query.split()).upper()
         if words.startswith("WITH DUE") or words.startswith("WITH CANDIDATE"):
             self.statements["claim"] += 1
-        elif words.startswith("UPDATE DELIVERY SET STATUS = 'RETRYING', NEXT_ATTEMPT_AT = NOW()"):
+        elif words.startswith("UPDATE DELIVERY D SET STATUS = 'RETRYING', LEASE_OWNER = NULL"):
             self.statements["lease_sweep"] += 1
         elif words.startswith("UPDATE DELIVERY D SET STATUS = CASE"):
             self.statements["put_back"] += 1
