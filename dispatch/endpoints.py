@@ -41,9 +41,6 @@ class Subscription:
     event_types: list[str]
     sources: list[str]
     rule: dict[str, Any] | None
-    max_in_flight: int = 0
-    pulled: bool = False
-    """A `cli` endpoint: its deliveries are pulled by `relay listen`, never claimed."""
 
 
 class Subscriptions:
@@ -51,8 +48,8 @@ class Subscriptions:
 
     _STAMP = "SELECT count(*) AS n, max(updated_at) AS changed FROM endpoint"
     _LOAD = (
-        "SELECT id, event_types, sources, filter, max_in_flight, kind = 'cli' AS pulled"
-        " FROM endpoint WHERE enabled AND deleted_at IS NULL ORDER BY id"
+        "SELECT id, event_types, sources, filter FROM endpoint"
+        " WHERE enabled AND deleted_at IS NULL ORDER BY id"
     )
 
     def __init__(self) -> None:
@@ -72,7 +69,7 @@ class Subscriptions:
             rows = await connection.fetch(self._LOAD)
             self.items = [
                 Subscription(r["id"], _json(r["event_types"]) or [], _json(r["sources"]) or [],
-                             _json(r["filter"]), r["max_in_flight"], r["pulled"])
+                             _json(r["filter"]))
                 for r in rows
             ]
             self.any_rule = any(item.rule is not None for item in self.items)

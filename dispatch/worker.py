@@ -137,8 +137,6 @@ class Dispatcher:
                 free = 0
             claimed_all = False
             if free > 0:
-                free = self._leasable(free)
-            if free > 0:
                 allowances, reserved = self._allowances(free)
                 mine = (free, allowances)
                 self.claiming += free
@@ -168,24 +166,6 @@ class Dispatcher:
                 self.missed_wake = True
             if not claimed_all:
                 await self._sleep(self._until_next_work())
-
-    def _leasable(self, free: int) -> int:
-        """`free`, or fewer: what every enabled endpoint's gate would still admit (its
-        `max_in_flight` for one without a gate yet) less what the claims out may take,
-        when that is less. `free` while the endpoints are not known yet.
-
-        Without this bound a dispatcher whose endpoints were all near their
-        `max_in_flight` claimed for every free slot each time one delivery finished,
-        locking hundreds of candidate rows to lease one or two."""
-        items = self.router.subscriptions.items
-        if not items:
-            return free
-        every = self.gates.allowances(time.monotonic(), below=math.inf)
-        left, reserved = shared_allowances(every, self.claims_out)
-        room = sum(left[item.id] if item.id in left
-                   else max(item.max_in_flight - reserved, 0)
-                   for item in items if not item.pulled)
-        return min(free, room)
 
     def _allowances(self, free: int) -> tuple[dict[str, int] | None, int]:
         """For a claim of `free` rows: what each gated endpoint may take (None when no
