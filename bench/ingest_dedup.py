@@ -272,6 +272,13 @@ def main() -> int:
         say(f"ratio Relay full / Relay empty: {full['rps'] / empty['rps']:.2f} "
             f"(target ≥ {TARGET_FULL})")
         say("every 2xx answer is a stored row: yes")
+        missed = [name for name, ratio, target in (
+            ("Relay empty / baseline", empty["rps"] / base_rps, TARGET_EMPTY),
+            ("Relay full / Relay empty", full["rps"] / empty["rps"], TARGET_FULL))
+            if ratio < target]
+        if missed:
+            say(f"MISSED target: {', '.join(missed)}")
+            return 1
         return 0
     except BenchError as error:
         say(f"ERROR {error}")
