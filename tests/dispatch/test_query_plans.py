@@ -24,6 +24,12 @@ FROM generate_series(1, 50000) AS n
 """
 
 
+async def fill(connection) -> None:
+    """Mostly finished deliveries and routed events, analyzed: the plans of production."""
+    for statement in (FILL, FILL_EVENTS, "ANALYZE delivery", "ANALYZE event"):
+        await connection.execute(statement)
+
+
 async def plan(connection, sql: str, *args) -> str:
     rows = await connection.fetch(f"EXPLAIN {sql}", *args)
     return "\n".join(row[0] for row in rows)
@@ -45,10 +51,7 @@ async def uses(connection, plan_text: str, index: str) -> bool:
 
 async def test_claim_sweep_and_routing_use_partial_indexes(db):
     async with pooled() as connection:
-        await connection.execute(FILL)
-        await connection.execute(FILL_EVENTS)
-        await connection.execute("ANALYZE delivery")
-        await connection.execute("ANALYZE event")
+        await fill(connection)
         claim = await plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0)
         assert await uses(connection, claim, "delivery_due_idx"), claim
         # The open-circuit check is looked up per row reached, not joined to every due row.
@@ -96,10 +99,7 @@ async def test_the_generic_plans_walk_the_partial_indexes(db):
     running them): those plans must walk the same partial indexes as plans made for
     given values."""
     async with pooled() as connection:
-        await connection.execute(FILL)
-        await connection.execute(FILL_EVENTS)
-        await connection.execute("ANALYZE delivery")
-        await connection.execute("ANALYZE event")
+        await fill(connection)
         claim = await generic_plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0)
         assert await uses(connection, claim, "delivery_due_idx"), claim
         assert "Anti Join" not in claim and not full_scan(claim), claim
