@@ -35,8 +35,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from _dispatch_common import statements_report, statements_reset
 from _servers import (
     PYTHON,
     ROOT,
@@ -194,9 +196,12 @@ def measure(server: Any, pg: Postgres, args: argparse.Namespace, label: str, bod
     }
     if secret:
         spec["standard_webhooks_secret"] = secret
+    observed = SimpleNamespace(pg=pg)
+    statements_reset(observed)
     result = run_loadgen(spec, workdir)
     server.check_alive()
     result["rows"] = int(pg.psql("SELECT count(*) FROM event")) - rows_before
+    statements_report(observed, max(result["rows"], 1))
     cpu, measured = result["cpu_seconds"], max(result["measured"], 1)
     result["server_us"] = cpu.get("server", 0.0) / measured * 1e6
     result["postgres_us"] = cpu.get("postgres", 0.0) / measured * 1e6
