@@ -20,7 +20,7 @@ from typing import Any
 from tortoise import connections
 
 from hooks.models import Event
-from kernel.api import PAGE_BODY_BYTES
+from kernel.api import PAGE_BODY_BYTES, within_budget
 from kernel.ids import lowest_id
 
 CANDIDATES_PER_PAGE = 2000
@@ -195,13 +195,7 @@ async def search_events(query: EventQuery, limit: int, after: str | None,
         sql, values = candidate_sql(query, after, limit + 1)
         ids = await _ids(sql, values)
         sizes = await Event.filter(id__in=ids[:limit]).order_by("-id").values_list("id", "size")
-        kept: list[str] = []
-        total = 0
-        for row_id, size in sizes:
-            total += int(size or 0)
-            if kept and total > PAGE_BODY_BYTES:
-                break
-            kept.append(row_id)
+        kept = within_budget(sizes, PAGE_BODY_BYTES)
         rows = await Event.filter(id__in=kept).order_by("-id") if kept else []
         more = len(ids) > len(kept)
         return Page(list(rows), kept[-1] if more and kept else None, len(ids))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -281,6 +282,19 @@ PAGE_BODY_BYTES = 8 * 1024 * 1024
 """A list page stops early once the bodies it holds reach this, whatever `limit` says."""
 
 
+def within_budget(sizes: Iterable[tuple[str, int | None]], budget: int) -> list[str]:
+    """The ids of (id, size) rows, in order, up to the row that would take the sum of sizes
+    past `budget` (the first row always)."""
+    kept: list[str] = []
+    total = 0
+    for row_id, size in sizes:
+        total += int(size or 0)
+        if kept and total > budget:
+            break
+        kept.append(row_id)
+    return kept
+
+
 async def paginate_sized(queryset: QuerySet[M], limit: int, cursor: str | None,
                          size_field: str = "size",
                          budget: int = PAGE_BODY_BYTES) -> tuple[list[M], str | None]:
@@ -291,13 +305,7 @@ async def paginate_sized(queryset: QuerySet[M], limit: int, cursor: str | None,
     if cursor:
         queryset = queryset.filter(id__lt=decode_cursor(cursor))
     sizes = await queryset.order_by("-id").limit(limit + 1).values_list("id", size_field)
-    kept: list[str] = []
-    total = 0
-    for row_id, size in sizes[:limit]:
-        total += int(size or 0)
-        if kept and total > budget:
-            break
-        kept.append(row_id)
+    kept = within_budget(sizes[:limit], budget)
     rows = await queryset.filter(id__in=kept).order_by("-id") if kept else []
     more = len(sizes) > len(kept)
     return rows, encode_cursor(kept[-1]) if more and kept else None
