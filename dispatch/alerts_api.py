@@ -13,7 +13,7 @@ from pydantic import field_validator
 
 from dispatch.alert_rules import BadCondition, normalize_conditions
 from dispatch.models import Alert, AlertState, Endpoint
-from kernel.api import iso, paginate
+from kernel.api import get_or_404, iso, paginate
 from kernel.ids import new_id
 
 router = Router()
@@ -98,10 +98,7 @@ async def _check_notify(endpoint_ids: list[str]) -> None:
 
 
 async def _alert_or_404(alert_id: str) -> Alert:
-    row = await Alert.get_or_none(id=alert_id)
-    if row is None:
-        raise HttpError(404, f"no alert with id {alert_id!r}")
-    return row
+    return await get_or_404(Alert, "alert", alert_id)
 
 
 @router.get("/alerts", response=AlertList, tags=["alerts"])

@@ -34,6 +34,7 @@ from kernel.api import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    get_or_404,
     iso,
     paginate,
     reject_unknown_params,
@@ -374,17 +375,11 @@ def _refuse_own_ingest(request: HttpRequest, url: str | None) -> None:
 
 
 async def _endpoint_or_404(endpoint_id: str) -> Endpoint:
-    row = await Endpoint.get_or_none(id=endpoint_id, deleted_at=None)
-    if row is None:
-        raise HttpError(404, f"no endpoint with id {endpoint_id!r}")
-    return row
+    return await get_or_404(Endpoint, "endpoint", endpoint_id, deleted_at=None)
 
 
 async def _delivery_or_404(delivery_id: str) -> Delivery:
-    row = await Delivery.get_or_none(id=delivery_id)
-    if row is None:
-        raise HttpError(404, f"no delivery with id {delivery_id!r}")
-    return row
+    return await get_or_404(Delivery, "delivery", delivery_id)
 
 
 def _aware(moment: datetime) -> datetime:

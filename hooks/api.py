@@ -44,6 +44,7 @@ from kernel.api import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    get_or_404,
     iso,
     paginate,
     reject_unknown_params,
@@ -259,10 +260,7 @@ def source_out(request: HttpRequest, row: Source) -> dict[str, Any]:
 
 
 async def _source_or_404(source_id: str) -> Source:
-    row = await Source.get_or_none(id=source_id)
-    if row is None:
-        raise HttpError(404, f"no source with id {source_id!r}")
-    return row
+    return await get_or_404(Source, "source", source_id)
 
 
 @router.get("/sources", response=SourceList, tags=["sources"])

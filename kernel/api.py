@@ -278,6 +278,14 @@ async def paginate(queryset: QuerySet[M], limit: int, cursor: str | None
     return rows, None
 
 
+async def get_or_404(model: type[M], noun: str, row_id: str, **filters: Any) -> M:
+    """The row with this id (and `filters`), or a 404 naming what was not found."""
+    row = await model.get_or_none(id=row_id, **filters)
+    if row is None:
+        raise HttpError(404, f"no {noun} with id {row_id!r}")
+    return row
+
+
 PAGE_BODY_BYTES = 8 * 1024 * 1024
 """A list page stops early once the bodies it holds reach this, whatever `limit` says."""
 
