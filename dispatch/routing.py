@@ -1,7 +1,8 @@
 """Routing: turn stored events into deliveries, each event exactly once.
 
-Two statements a batch, each in its own transaction only to run on its generic plan
-(dispatch.queue.GENERIC_PLAN):
+Two statements a batch, in one transaction only so that both run on their generic plans
+(dispatch.queue.GENERIC_PLAN; read committed: no lock and no snapshot is held between
+them):
 
 1. Read (no lock) the oldest unrouted events (partial index `event_unrouted_idx`) and, in
    the same statement, the endpoint table's change stamp, so the cached subscriptions are
@@ -119,25 +120,22 @@ class Router:
     async def route_batch(self) -> tuple[int, int, int]:
         """Route up to one batch; returns (events read, events routed here, deliveries
         created). Events read but routed by another dispatcher count only as read."""
-        async with pooled() as connection:
-            async with planned_once(connection):
-                rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
-                                              self.subscriptions.any_rule)
+        async with pooled() as connection, planned_once(connection):
+            rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
+                                          self.subscriptions.any_rule)
             had_rule = self.subscriptions.any_rule
             subscriptions = await self.subscriptions.refresh(
                 connection, (rows[0]["n"], rows[0]["changed"]))
             if self.subscriptions.any_rule and not had_rule:
-                async with planned_once(connection):
-                    rows = await connection.fetch(_TAKE_UNROUTED, self.batch, True)
+                rows = await connection.fetch(_TAKE_UNROUTED, self.batch, True)
             rows = [row for row in rows if row["id"] is not None]
             if not rows:
                 return 0, 0, 0
             pairs = await match(subscriptions, rows)
-            async with planned_once(connection):
-                result = await connection.fetchrow(
-                    _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
-                    [event_id for event_id, _ in pairs],
-                    [endpoint_id for _, endpoint_id in pairs], self.circuit_cooldown)
+            result = await connection.fetchrow(
+                _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
+                [event_id for event_id, _ in pairs],
+                [endpoint_id for _, endpoint_id in pairs], self.circuit_cooldown)
             return len(rows), result["events"], result["deliveries"]
 
     async def route_all(self) -> int:
