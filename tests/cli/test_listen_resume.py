@@ -28,6 +28,9 @@ async def test_three_events_while_stopped_arrive_in_order_once(client, admin, si
     await wait_until(lambda: sink.count(path) >= 3, timeout=15, message="three deliveries")
     await wait_for_statuses("succeeded", 3)
     assert [r.headers["webhook-id"] for r in sink.received(path)] == event_ids
+    # The CLI prints its line after the answer is reported: wait for the third.
+    await wait_until(lambda: len(second.json_lines()) >= 3, timeout=15,
+                     message="three lines from relay listen")
     assert [line["event_id"] for line in second.json_lines()] == event_ids
     assert sink.count(path) == 3
 
