@@ -459,10 +459,10 @@ def seed_events(prefix: str, first: int, count: int) -> str:
     headers = json.dumps({"content-type": "application/json", "user-agent": "relay-bench/1"})
     return f"""
         INSERT INTO event (id, source_slug, event_type, received_at, method, query, headers,
-                           content_type, size, body, routed_at)
+                           content_type, size, body)
         SELECT '{prefix}' || lpad(g::text, 12, '0'), NULL, 'bench.dispatch', now(), 'POST', '',
                '{headers}', 'application/json', {len(BODY_JSON)},
-               convert_to('{BODY_JSON}', 'UTF8'), now()
+               convert_to('{BODY_JSON}', 'UTF8')
         FROM generate_series({first}, {first + count - 1}) AS g
     """
 
@@ -613,7 +613,7 @@ def starved(result: dict[str, Any]) -> float:
 def reset_tables(stack: Stack, *, events: bool = True) -> None:
     """Empty the queue (and the events, unless told not to) and put every endpoint's health
     back to new."""
-    stack.pg.psql("TRUNCATE delivery, attempt" + (", event" if events else ""))
+    stack.pg.psql("TRUNCATE delivery, attempt" + (", event, event_unrouted" if events else ""))
     stack.pg.psql("UPDATE endpoint SET circuit_opened_at = NULL, consecutive_failures = 0,"
                   " circuit_probe_at = NULL, first_failure_at = NULL, last_success_at = NULL")
 

@@ -51,10 +51,10 @@ CREATE TEMP TABLE seed_chunk ON COMMIT DROP AS
 SELECT g, to_timestamp({ms} / 1000.0) AS stamp, {b32_sql(ms)} AS t
 FROM generate_series({first}, {last}) AS g;
 INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
-                   query, headers, content_type, size, body, routed_at)
+                   query, headers, content_type, size, body)
 SELECT 'evt_' || t || lpad(to_hex(g), 16, '0'), 'src_' || (g % 5), 'source' || (g % 5),
        'order.' || (g % 7), 'k' || g, stamp, 'POST', '', '{{}}', 'application/json', 64,
-       convert_to(repeat('x', 64), 'UTF8'), stamp
+       convert_to(repeat('x', 64), 'UTF8')
 FROM seed_chunk;
 INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                       next_attempt_at, lease_owner, lease_expires_at, created_at, completed_at,

@@ -231,12 +231,13 @@ def arrivals(sink: Sink, sent: dict[str, float], loop: OpenLoop) -> dict[str, An
 
 async def stage_breakdown(stack: Stack, sent: dict[str, float]) -> dict[str, list[float]]:
     """Milliseconds per stage, from the stored timestamps (database and dispatcher clocks
-    are the same machine's): received → routed, routed → first attempt starts, attempt."""
+    are the same machine's): received → routed (the delivery made), routed → first attempt
+    starts, attempt."""
     connection = await connect(stack.url)
     try:
         rows = await connection.fetch("""
-            SELECT extract(epoch FROM e.routed_at - e.received_at) * 1000 AS route_ms,
-                   extract(epoch FROM a.started_at - e.routed_at) * 1000 AS claim_ms,
+            SELECT extract(epoch FROM d.created_at - e.received_at) * 1000 AS route_ms,
+                   extract(epoch FROM a.started_at - d.created_at) * 1000 AS claim_ms,
                    a.duration_ms AS send_ms
             FROM event e JOIN delivery d ON d.event_id = e.id
             JOIN attempt a ON a.delivery_id = d.id AND a.number = 1

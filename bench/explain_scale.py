@@ -43,7 +43,7 @@ ENDPOINT = "ep_3"
 
 
 def _events_list(where: str, order: str = "id DESC") -> str:
-    return ("SELECT id, source_slug, event_type, received_at, size, routed_at FROM event"
+    return ("SELECT id, source_slug, event_type, received_at, size FROM event"
             f" {where} ORDER BY {order} LIMIT 51")
 
 
@@ -63,7 +63,9 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
     fresh = [f"evt_{'z' * 10}{n:016d}" for n in range(3)]
     make_unrouted = ("INSERT INTO event (id, source_slug, received_at, method, query, headers,"
                      " content_type, size, body) SELECT i, 's', now(), 'POST', '', '{}', '', 0,"
-                     " ''::bytea FROM unnest(ARRAY['" + "','".join(fresh) + "']) AS i")
+                     " ''::bytea FROM unnest(ARRAY['" + "','".join(fresh) + "']) AS i;"
+                     " INSERT INTO event_unrouted (event_id, source_slug, received_at)"
+                     " SELECT i, 's', now() FROM unnest(ARRAY['" + "','".join(fresh) + "']) AS i")
     cutoff = NOW - timedelta(days=10)
     return [
         ("routing: read unrouted", routing._TAKE_UNROUTED, [500, False], None),

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,10 +63,10 @@ _B32 = " || ".join(
     for i in range(10))
 _FILL = f"""
 INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
-                   query, headers, content_type, size, body, routed_at)
+                   query, headers, content_type, size, body)
 SELECT 'evt_' || {_B32} || lpad(to_hex(g), 16, '0'),
        $1::text, $2::text, 'order.created', 'msg_prefill_' || g, t, 'POST', '',
-       '{{"content-type": "application/json"}}', 'application/json', length($3::bytea), $3::bytea, t
+       '{{"content-type": "application/json"}}', 'application/json', length($3::bytea), $3::bytea
 FROM generate_series($4::bigint, $5::bigint) AS g,
      LATERAL (SELECT now() - interval '1 hour' + (g::float8 / $6) * interval '59 minutes'
               AS t) AS at,
@@ -182,6 +183,25 @@ def check_dedup(relay: RunRelay, secret: str, body: bytes) -> None:
         raise BenchError(f"dedup check failed: {first} then {again}")
 
 
+def start_profiler(pid: int, output: str, warmup: float, duration: float) -> threading.Thread:
+    """py-spy over runrelay and its children (web workers, dispatchers) for the measured
+    window of the empty run, as raw collapsed stacks. Sampling slows Relay: a profiled
+    run's figures are for finding where the time goes, not for the ratio."""
+    command = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid),
+               "--subprocesses", "--duration", str(max(1, int(duration))), "--rate", "100",
+               "--format", "raw", "--output", output]
+
+    def record() -> None:
+        time.sleep(warmup)
+        completed = subprocess.run(command, capture_output=True, text=True)
+        say(f"  py-spy failed: {completed.stderr.strip()[-300:]}" if completed.returncode
+            else f"  profile of runrelay written to {output}")
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    return thread
+
+
 def measure(server: Any, pg: Postgres, args: argparse.Namespace, label: str, body: bytes,
             workdir: Path, secret: str | None) -> dict[str, Any]:
     pg.psql("CHECKPOINT")
@@ -198,7 +218,12 @@ def measure(server: Any, pg: Postgres, args: argparse.Namespace, label: str, bod
         spec["standard_webhooks_secret"] = secret
     observed = SimpleNamespace(pg=pg)
     statements_reset(observed)
+    profiler = None
+    if args.profile and label == "relay-empty":
+        profiler = start_profiler(server.process.pid, args.profile, args.warmup, args.duration)
     result = run_loadgen(spec, workdir)
+    if profiler is not None:
+        profiler.join()
     server.check_alive()
     result["rows"] = int(pg.psql("SELECT count(*) FROM event")) - rows_before
     statements_report(observed, max(result["rows"], 1))
@@ -225,6 +250,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
     parser.add_argument("--connections", type=int, default=64, help="connections (64)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record runrelay's processes with py-spy during the empty run")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 

@@ -73,11 +73,10 @@ def seed(pg: Postgres, events: int) -> None:
         pg.psql(f"""
             SET synchronous_commit = off;
             INSERT INTO event (id, source_id, source_slug, event_type, received_at, method,
-                               query, headers, content_type, size, body, routed_at)
+                               query, headers, content_type, size, body)
             SELECT 'evt_0' || lpad(g::text, 25, '0'), 'src_old', 'old', 'order.created',
                    now() - interval '60 days' + g * interval '1 ms', 'POST', '', '{{}}',
-                   'application/json', 64, convert_to(repeat('x', 64), 'UTF8'),
-                   now() - interval '60 days'
+                   'application/json', 64, convert_to(repeat('x', 64), 'UTF8')
             FROM generate_series({first}, {last}) AS g;
             INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, created_at,
                                   completed_at, last_status_code)

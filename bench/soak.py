@@ -223,7 +223,7 @@ async def settle(pg_url: str, healthy: set[str], deadline: float) -> None:
     try:
         while time.monotonic() < deadline:
             unrouted = await connection.fetchval(
-                "SELECT count(*) FROM event WHERE routed_at IS NULL")
+                "SELECT count(*) FROM event_unrouted")
             open_healthy = await connection.fetchval(
                 "SELECT count(*) FROM delivery WHERE endpoint_id = ANY($1::text[])"
                 " AND status NOT IN ('succeeded', 'failed', 'cancelled')", list(healthy))

@@ -36,8 +36,8 @@ def disabled_by_hand(reason: str | None) -> bool:
 _INSERT_ROUTED_EVENT = f"""
 WITH marked AS (
     INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
-                       query, headers, content_type, size, body, routed_at)
-    VALUES ($1, NULL, NULL, $2, NULL, $3, 'POST', '', $4::jsonb, 'application/json', $5, $6, $3)
+                       query, headers, content_type, size, body)
+    VALUES ($1, NULL, NULL, $2, NULL, $3, 'POST', '', $4::jsonb, 'application/json', $5, $6)
     RETURNING source_slug, received_at
 ), counted AS ({COUNT_ROUTED_EVENTS})
 SELECT 1

@@ -102,8 +102,8 @@ WHERE key = $1
 """
 _INSERT_ALERT_EVENT = """
 INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at, method,
-                   query, headers, content_type, size, body, routed_at)
-VALUES ($1, NULL, NULL, $2, NULL, $3, 'POST', '', $4::jsonb, 'application/json', $5, $6, $3)
+                   query, headers, content_type, size, body)
+VALUES ($1, NULL, NULL, $2, NULL, $3, 'POST', '', $4::jsonb, 'application/json', $5, $6)
 """
 _LIVE_ENDPOINTS = ("SELECT id FROM endpoint WHERE id = ANY($1::text[]) AND deleted_at IS NULL"
                    " ORDER BY id")

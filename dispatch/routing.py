@@ -1,20 +1,21 @@
 """Routing: turn stored events into deliveries, each event exactly once.
 
-Two statements a batch, in one transaction only so that both run on their generic plans
-(dispatch.queue.GENERIC_PLAN; read committed: no lock and no snapshot is held between
-them):
+Ingest lists every new event in `event_unrouted` (a narrow row: id, type, source, time)
+in the statement that stores it. Routing takes them from there, two statements a batch
+in one transaction (so that both run on their generic plans, dispatch.queue.GENERIC_PLAN):
 
-1. Read (no lock) the oldest unrouted events (partial index `event_unrouted_idx`) and, in
-   the same statement, the endpoint table's change stamp, so the cached subscriptions are
-   known current; match the events against them in Python.
-2. One statement, atomic on its own: lock those events still unrouted with
-   `FOR UPDATE SKIP LOCKED`, mark them routed, insert the deliveries of the events it
-   marked (and only those), and `NOTIFY` when it inserted any.
+1. Take the routing lock (an advisory lock for the transaction; a dispatcher that does
+   not get it routes nothing this time) and read the oldest queued events, with the
+   endpoint table's change stamp so the cached subscriptions are known current; match
+   the events against them in Python (bodies read only when some endpoint has a filter).
+2. One statement, atomic on its own: delete those events from the queue, insert the
+   deliveries of the events it deleted (and only those), count them in the rollups, and
+   `NOTIFY` when it inserted any.
 
-With any number of dispatchers an event is marked by exactly one statement, and its
-deliveries are inserted by that statement or not at all: never twice, never half-routed.
-Two dispatchers that read the same events both match them; the second one's statement
-finds them locked or routed and inserts nothing for them.
+An event leaves the queue in exactly one statement, and its deliveries are inserted by
+that statement or not at all: never twice, never half-routed. The event row itself is
+never written again. One dispatcher routes at a time: two would read and match the same
+events, and only one of them could route them.
 """
 
 from __future__ import annotations
@@ -31,24 +32,28 @@ from dispatch.rollups import COUNT_ROUTED_EVENTS
 from dispatch.states import PENDING
 from kernel.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
 
-_TAKE_UNROUTED = """
-SELECT s.n, s.changed, u.id, u.event_type, u.source_slug, u.body
-FROM (SELECT count(*) AS n, max(updated_at) AS changed FROM endpoint) AS s
+ROUTING_LOCK = 7_301_006
+"""Advisory lock key (transaction-level): one dispatcher routes at a time."""
+
+_TAKE_UNROUTED = f"""
+SELECT s.n, s.changed, s.mine, u.event_id AS id, u.event_type, u.source_slug,
+       CASE WHEN $2 THEN (SELECT e.body FROM event e WHERE e.id = u.event_id) END AS body
+FROM (SELECT count(*) AS n, max(updated_at) AS changed,
+             pg_try_advisory_xact_lock({ROUTING_LOCK}) AS mine FROM endpoint) AS s
 LEFT JOIN LATERAL (
-    SELECT id, event_type, source_slug, CASE WHEN $2 THEN body END AS body
-    FROM event WHERE routed_at IS NULL
-    ORDER BY id LIMIT $1
+    SELECT event_id, event_type, source_slug FROM event_unrouted WHERE s.mine
+    ORDER BY event_id LIMIT $1
 ) AS u ON true
-"""
-"""The unrouted events (oldest first) with the endpoint table's stamp: always one row at
-least (`id` NULL when nothing is unrouted). Bodies only when some endpoint has a filter."""
+"""  # noqa: S608 - constant SQL text
+"""The queued events (oldest first) with the endpoint table's stamp: always one row at
+least (`id` NULL when nothing is queued). Bodies only when some endpoint has a filter.
+No events (`mine` false) when another dispatcher holds the routing lock: it routes
+them, and it is woken by the same notifications, so none waits for this one."""
 
 _ROUTE = f"""
 WITH marked AS (
-    UPDATE event SET routed_at = now()
-    WHERE id IN (SELECT id FROM event WHERE id = ANY($1::text[]) AND routed_at IS NULL
-                 FOR UPDATE SKIP LOCKED)
-    RETURNING id, source_slug, received_at
+    DELETE FROM event_unrouted WHERE event_id = ANY($1::text[])
+    RETURNING event_id AS id, source_slug, received_at
 ), counted AS ({COUNT_ROUTED_EVENTS}), inserted AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
@@ -67,9 +72,9 @@ SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
        CASE WHEN count(*) > 0 THEN pg_notify('{DUE_CHANNEL}', '') END AS notified
 FROM inserted
 """  # noqa: S608 - constant SQL text
-"""Mark the events this statement could lock and that are still unrouted, insert the
-deliveries of exactly those, count them in their source's rollups, wake the dispatchers:
-all or nothing. A delivery to a disabled endpoint is inserted parked, one to an endpoint
+"""Take the events out of the queue (any that another statement took first are not returned),
+insert the deliveries of exactly those, count them in their source's rollups, wake the
+dispatchers: all or nothing. A delivery to a disabled endpoint is inserted parked, one to an endpoint
 whose circuit is open due when the circuit half-opens: neither is claimed, put back nor
 updated meanwhile."""
 

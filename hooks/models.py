@@ -31,8 +31,9 @@ class Source(Model):
 
 
 class Event(Model):
-    """One received webhook, or one published through the API. Never modified after insert
-    except for `routed_at`, which the dispatcher sets once it has created the deliveries."""
+    """One received webhook, or one published through the API. Never modified after insert.
+    Until the dispatcher has made its deliveries it is also listed in `event_unrouted`
+    (migration 0012)."""
 
     id = fields.CharField(max_length=40, primary_key=True)
     source_id = fields.CharField(max_length=40, null=True)
@@ -46,7 +47,6 @@ class Event(Model):
     content_type = fields.CharField(max_length=255, default="")
     size = fields.IntField(default=0)
     body = fields.BinaryField()
-    routed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "event"

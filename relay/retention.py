@@ -64,7 +64,8 @@ _ACTIVE_SQL = ACTIVE_SQL
 
 _SELECT_EXPIRED_EVENTS = f"""
 SELECT e.id, e.received_at FROM event e
-WHERE e.received_at < $1 AND e.routed_at IS NOT NULL
+WHERE e.received_at < $1
+  AND NOT EXISTS (SELECT 1 FROM event_unrouted u WHERE u.event_id = e.id)
   AND e.received_at >= $2::timestamptz AND (e.received_at, e.id) > ($2::timestamptz, $3::text)
   AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_id = e.id AND d.status IN {_ACTIVE_SQL})
 ORDER BY e.received_at, e.id
@@ -150,9 +151,8 @@ def _keep_statements(day: date) -> list[tuple[str, str]]:
     return [
         ("relay_keep_event", f"""
 CREATE TEMP TABLE relay_keep_event ON COMMIT DROP AS
-SELECT * FROM {event} WHERE routed_at IS NULL
-UNION ALL
-SELECT * FROM {event} WHERE routed_at IS NOT NULL AND id IN (SELECT id FROM relay_active_event)
+SELECT * FROM {event}
+WHERE id IN (SELECT id FROM relay_active_event UNION SELECT event_id FROM event_unrouted)
 """),  # noqa: S608 - partition names made here
         ("relay_keep_delivery", f"""
 CREATE TEMP TABLE relay_keep_delivery ON COMMIT DROP AS

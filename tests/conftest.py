@@ -78,7 +78,8 @@ def _loopback_only():
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 TABLES = ["alert_state", "alert", "attempt", "delivery", "endpoint", "rejected_request", "event",
-          "source", "api_token", "endpoint_rollup", "source_rollup", "dashboard_session"]
+          "event_unrouted", "source", "api_token", "endpoint_rollup", "source_rollup",
+          "dashboard_session"]
 
 
 @pytest.fixture(scope="session")

@@ -207,6 +207,16 @@ async def deliveries_of(event_id: str | None = None, endpoint_id: str | None = N
     return await query.order_by("id")
 
 
+async def unrouted(event_id: str | None = None) -> int:
+    """Events (or that one) stored and not routed yet: still in the router's queue."""
+    from dispatch.queue import pooled
+
+    async with pooled() as connection:
+        return await connection.fetchval(
+            "SELECT count(*) FROM event_unrouted WHERE $1::text IS NULL OR event_id = $1",
+            event_id)
+
+
 async def wait_for_statuses(expected: str, count: int, timeout: float = 10.0,
                             **filters) -> list:
     """Wait until `count` deliveries (matching filters) all have status `expected`."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from dispatch.models import Endpoint
-from hooks.models import Event
 from tests.dispatch.conftest import (
     deliveries_of,
     make_endpoint,
     make_source,
     post_event,
+    unrouted,
     wait_for_statuses,
 )
 from tests.servers import wait_until
@@ -314,7 +314,10 @@ async def test_replay_to_every_matching_endpoint_or_to_one(client, admin, sink, 
     event_id = await post_event(client, "shop", {"type": "order.paid"},
                                 {"x-custom": "kept"})
     # The source has no event-type rule: nothing matches order.* until the filter changes.
-    await wait_until(lambda: Event.filter(id=event_id, routed_at__isnull=False).exists(),
+    async def routed() -> bool:
+        return await unrouted(event_id) == 0
+
+    await wait_until(routed,
                      message="the event to be routed")
     assert await deliveries_of(event_id=event_id) == []
     await client.patch(f"/api/v1/endpoints/{wants['id']}", headers=admin,

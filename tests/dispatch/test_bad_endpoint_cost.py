@@ -15,8 +15,13 @@ import pytest
 
 from dispatch import queue
 from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
-from hooks.models import Event
-from tests.dispatch.conftest import deliveries_of, make_endpoint, make_source, post_event
+from tests.dispatch.conftest import (
+    deliveries_of,
+    make_endpoint,
+    make_source,
+    post_event,
+    unrouted,
+)
 from tests.servers import wait_until
 
 EVENTS = 40
@@ -69,7 +74,7 @@ def counted(monkeypatch) -> Iterator[StatementCounter]:
 
 
 async def _routed() -> bool:
-    return not await Event.filter(routed_at=None).exists()
+    return await unrouted() == 0
 
 
 async def test_an_open_circuit_and_a_disabled_endpoint_cost_no_statement_per_delivery(

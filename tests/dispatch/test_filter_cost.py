@@ -10,7 +10,7 @@ import logging
 import time
 
 from kernel.filters import matches_filter, parse_document
-from tests.dispatch.conftest import make_endpoint, make_source, post_event
+from tests.dispatch.conftest import make_endpoint, make_source, post_event, unrouted
 from tests.servers import wait_until
 
 IN_100 = {"data.tags": {"$in": [f"tag-{n}" for n in range(100)]}}
@@ -61,7 +61,6 @@ async def test_routing_costly_events_keeps_the_loop_responsive(client, admin, si
     for _ in range(4):
         await post_event(client, "shop", body)
 
-    from hooks.models import Event
 
     gaps: list[float] = []
     stop = asyncio.Event()
@@ -75,7 +74,7 @@ async def test_routing_costly_events_keeps_the_loop_responsive(client, admin, si
             last = now
 
     async def all_routed() -> bool:
-        return await Event.filter(routed_at__isnull=True).count() == 0
+        return await unrouted() == 0
 
     ticking = asyncio.create_task(ticker())
     with caplog.at_level(logging.WARNING, logger="relay.dispatch"):

@@ -17,16 +17,20 @@ SELECT 'dlv_' || lpad(n::text, 26, '0'), 'evt_x', 'ep_' || (n % 50),
 FROM generate_series(1, 50000) AS n
 """
 FILL_EVENTS = """
-INSERT INTO event (id, received_at, method, query, headers, content_type, size, body, routed_at)
-SELECT 'evt_' || lpad(n::text, 26, '0'), now(), 'POST', '', '{}', '', 0, '',
-       CASE WHEN n % 100 <> 0 THEN now() END
+INSERT INTO event (id, received_at, method, query, headers, content_type, size, body)
+SELECT 'evt_' || lpad(n::text, 26, '0'), now(), 'POST', '', '{}', '', 0, ''
 FROM generate_series(1, 50000) AS n
+"""
+QUEUE_EVENTS = """
+INSERT INTO event_unrouted (event_id, received_at)
+SELECT 'evt_' || lpad(n::text, 26, '0'), now() FROM generate_series(2, 50000, 2) AS n
 """
 
 
 async def fill(connection) -> None:
     """Mostly finished deliveries and routed events, analyzed: the plans of production."""
-    for statement in (FILL, FILL_EVENTS, "ANALYZE delivery", "ANALYZE event"):
+    for statement in (FILL, FILL_EVENTS, QUEUE_EVENTS, "ANALYZE delivery", "ANALYZE event",
+                      "ANALYZE event_unrouted"):
         await connection.execute(statement)
 
 
@@ -66,7 +70,7 @@ async def test_claim_sweep_and_routing_use_partial_indexes(db):
         from dispatch.routing import _TAKE_UNROUTED
 
         routing = await plan(connection, _TAKE_UNROUTED, 500, False)
-        assert await uses(connection, routing, "event_unrouted_idx"), routing
+        assert await uses(connection, routing, "event_unrouted_pkey"), routing
         park = await plan(connection, queue._PARK, "ep_1")
         assert not full_scan(park), park
 
@@ -110,7 +114,7 @@ async def test_the_generic_plans_walk_the_partial_indexes(db):
         from dispatch.routing import _ROUTE, _TAKE_UNROUTED
 
         unrouted = await generic_plan(connection, _TAKE_UNROUTED, 500, False)
-        assert await uses(connection, unrouted, "event_unrouted_idx"), unrouted
+        assert await uses(connection, unrouted, "event_unrouted_pkey"), unrouted
         route = await generic_plan(connection, _ROUTE, ["evt_1"], ["dlv_1"], ["evt_1"],
                                    ["ep_1"], 30.0)
         assert not full_scan(route), route

@@ -4,19 +4,30 @@ at the same time (real PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import os
+
+import asyncpg
 
 from dispatch.models import Endpoint
 from dispatch.queue import pooled
-from dispatch.routing import Router
+from dispatch.routing import ROUTING_LOCK, Router
+from tests.dispatch.conftest import unrouted
 from tests.servers import wait_until
 
 EVENTS = """
-INSERT INTO event (id, received_at, method, query, headers, content_type, size, body,
-                   event_type)
-SELECT 'evt_' || lpad(n::text, 26, '0'), now(), 'POST', '', '{}', 'application/json', 0,
-       convert_to('{"n": ' || n || '}', 'UTF8'), CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END
-FROM generate_series($1::int, $2::int) AS n
+WITH stored AS (
+    INSERT INTO event (id, received_at, method, query, headers, content_type, size, body,
+                       event_type)
+    SELECT 'evt_' || lpad(n::text, 26, '0'), now(), 'POST', '', '{}', 'application/json', 0,
+           convert_to('{"n": ' || n || '}', 'UTF8'),
+           CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END
+    FROM generate_series($1::int, $2::int) AS n
+    RETURNING id, event_type, received_at
+)
+INSERT INTO event_unrouted (event_id, event_type, received_at)
+SELECT id, event_type, received_at FROM stored
 """
+"""Events as ingest stores them: each also queued for the router."""
 
 
 async def add_events(first: int, last: int) -> None:
@@ -30,11 +41,6 @@ async def deliveries_per_pair() -> dict[tuple[str, str], int]:
             "SELECT event_id, endpoint_id, count(*) AS n FROM delivery"
             " GROUP BY event_id, endpoint_id")
     return {(row["event_id"], row["endpoint_id"]): row["n"] for row in rows}
-
-
-async def unrouted() -> int:
-    async with pooled() as connection:
-        return await connection.fetchval("SELECT count(*) FROM event WHERE routed_at IS NULL")
 
 
 async def endpoint(endpoint_id: str, **fields) -> None:
@@ -61,21 +67,51 @@ async def test_concurrent_routers_route_every_event_exactly_once(db_left_empty):
     assert set(pairs) == expected
 
 
-async def test_events_locked_by_another_router_are_left_to_it(db_left_empty):
+async def test_a_router_reads_nothing_while_another_holds_the_routing_lock(db_left_empty):
     await endpoint("ep_all")
     await add_events(1, 10)
     router = Router()
-    async with pooled() as other, other.transaction():
-        locked = await other.fetch(
-            "SELECT id FROM event WHERE id <= $1 ORDER BY id FOR UPDATE",
-            f"evt_{4:026d}")
-        assert len(locked) == 4
-        assert await router.route_batch() == (10, 6, 6)
-        # Only the locked ones are read again, and left alone again.
-        assert await router.route_batch() == (4, 0, 0)
-    assert await router.route_batch() == (4, 4, 4)
+    async with pooled() as other:
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
+            assert await router.route_batch() == (0, 0, 0)
+            assert await unrouted() == 10
+        assert await router.route_batch() == (10, 10, 10)
     pairs = await deliveries_per_pair()
     assert len(pairs) == 10 and set(pairs.values()) == {1}
+
+
+async def test_events_another_statement_took_from_the_queue_are_not_routed_again(
+        db_left_empty):
+    """The routing lock keeps routers apart; should two statements take the same events
+    all the same, the second waits for the first and routes only what the first left."""
+    await endpoint("ep_all")
+    await add_events(1, 10)
+    router = Router()
+    other = await asyncpg.connect(os.environ["RELAY_DATABASE_URL"])
+    try:
+        async with other.transaction():
+            taken = await other.fetch(
+                "DELETE FROM event_unrouted WHERE event_id <= $1 RETURNING event_id",
+                f"evt_{4:026d}")
+            assert len(taken) == 4
+            routing = asyncio.create_task(router.route_batch())
+
+            async def router_waits() -> bool:
+                # Inside a transaction the activity view is read once, unless cleared.
+                await other.execute("SELECT pg_stat_clear_snapshot()")
+                return await other.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%DELETE FROM event_unrouted%' AND pid <> pg_backend_pid()"
+                ) == 1
+
+            await wait_until(router_waits, message="the router waiting for the taken rows")
+            assert not routing.done()
+        assert await routing == (10, 6, 6)
+    finally:
+        await other.close()
+    pairs = await deliveries_per_pair()
+    assert len(pairs) == 6 and set(pairs.values()) == {1}
 
 
 async def test_a_new_filter_is_applied_from_the_next_batch(db_left_empty):

@@ -23,7 +23,7 @@ async def add_event(at: datetime, source: str | None = "shop", event_type: str |
     data = body if isinstance(body, bytes) else json.dumps(body or {"type": event_type}).encode()
     row = await Event.create(id=id_at("evt", int(at.timestamp() * 1000)), source_slug=source,
                              event_type=event_type, received_at=at, body=data, size=len(data),
-                             content_type="application/json", routed_at=at)
+                             content_type="application/json")
     return row.id
 
 

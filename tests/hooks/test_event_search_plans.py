@@ -14,11 +14,11 @@ from hooks.event_search import EventQuery, candidate_sql, search_events
 ROWS = 100_000
 FILL_EVENTS = f"""
 INSERT INTO event (id, source_slug, event_type, received_at, method, query, headers,
-                   content_type, size, body, routed_at)
+                   content_type, size, body)
 SELECT 'evt_' || lpad(n::text, 26, '0'), CASE WHEN n % 4 = 0 THEN 'bank' ELSE 'shop' END,
        CASE WHEN n % 3 = 0 THEN 'order.paid' ELSE 'invoice.sent' END,
        now() - make_interval(secs => {ROWS} - n), 'POST', '', '{{}}', 'application/json', 2,
-       '{{}}', now()
+       '{{}}'
 FROM generate_series(1, {ROWS}) AS n
 """
 FILL_DELIVERIES = f"""

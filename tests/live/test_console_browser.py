@@ -35,7 +35,7 @@ async def stored_event(at: datetime, event_type: str = "order.paid", source: str
     row = await Event.create(id=id_at("evt", millis(at)), source_slug=source,
                              event_type=event_type, received_at=at, body=body, size=len(body),
                              content_type="application/json",
-                             headers={"content-type": "application/json"}, routed_at=at)
+                             headers={"content-type": "application/json"})
     return row.id
 
 

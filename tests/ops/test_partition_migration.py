@@ -1,5 +1,6 @@
 """Migration 0005 moves a database made by the previous release to daily partitions
-without losing or changing a row."""
+without losing or changing a row; 0012 then lists the events not routed yet in
+`event_unrouted` and drops `event.routed_at`."""
 
 from __future__ import annotations
 
@@ -77,8 +78,10 @@ async def _fill(connection: asyncpg.Connection) -> None:
 
 
 async def _snapshot(connection: asyncpg.Connection) -> dict[str, list[tuple]]:
-    return {table: [tuple(row) for row in await connection.fetch(
-        f"SELECT * FROM {table} ORDER BY id")] for table in TABLES}
+    """Every row of every table, without `event.routed_at` (0012 drops it)."""
+    return {table: [tuple(value for key, value in row.items() if key != "routed_at")
+                    for row in await connection.fetch(f"SELECT * FROM {table} ORDER BY id")]
+            for table in TABLES}
 
 
 async def _indexes(connection: asyncpg.Connection) -> dict[str, set[str]]:
@@ -92,15 +95,22 @@ async def test_migration_keeps_every_row_and_the_tables_keep_working(old_databas
     try:
         await _fill(connection)
         before = await _snapshot(connection)
+        not_routed = {row["id"] for row in await connection.fetch(
+            "SELECT id FROM event WHERE routed_at IS NULL")}
+        assert len(not_routed) == 61
         indexes_before = await _indexes(connection)
         assert len(before["event"]) == 121
 
         code, out, err = await run([sys.executable, "manage.py", "migrate"], env)
         assert code == 0, err
         assert "applying relay.0005_partitions" in out
+        assert "applying relay.0012_unrouted_queue" in out
 
         assert await _snapshot(connection) == before
+        assert {row["event_id"] for row in await connection.fetch(
+            "SELECT event_id FROM event_unrouted")} == not_routed
         indexes_before["delivery"].add("delivery_open_event_idx")
+        indexes_before["event"].discard("event_unrouted_idx")  # replaced by the queue in 0012
         indexes_before["attempt"].discard("attempt_endpoint_idx")  # dropped by 0011
         assert await _indexes(connection) == indexes_before
         for table in TABLES:
@@ -120,6 +130,8 @@ async def test_migration_keeps_every_row_and_the_tables_keep_working(old_databas
             "INSERT INTO event (id, source_slug, received_at, method, query, headers,"
             " content_type, size, body) VALUES ($1, 'a', now(), 'POST', '', '{}', '', 0,"
             " ''::bytea)", new_event)
+        await connection.execute("INSERT INTO event_unrouted (event_id, source_slug, received_at)"
+                                 " VALUES ($1, 'a', now())", new_event)
         new_delivery = _id("dlv", datetime.now(UTC), 999)
         routed = await connection.fetchrow(_ROUTE, [new_event], [new_delivery], [new_event],
                                            ["ep_a"], 30.0)

@@ -25,8 +25,11 @@ async def _sql(query: str, values: list | None = None) -> list[dict]:
 async def _event(received_at: datetime, routed: bool = True) -> str:
     event_id = new_id("evt")
     await _sql("INSERT INTO event (id, source_slug, received_at, method, query, headers,"
-               " content_type, size, body, routed_at) VALUES ($1, 's', $2, 'POST', '', '{}',"
-               " '', 2, '{}'::bytea, $3)", [event_id, received_at, received_at if routed else None])
+               " content_type, size, body) VALUES ($1, 's', $2, 'POST', '', '{}',"
+               " '', 2, '{}'::bytea)", [event_id, received_at])
+    if not routed:
+        await _sql("INSERT INTO event_unrouted (event_id, source_slug, received_at)"
+                   " VALUES ($1, 's', $2)", [event_id, received_at])
     return event_id
 
 

@@ -34,8 +34,11 @@ async def _event(day: object, routed: bool = True) -> str:
     event_id = _id("evt", day)
     received = partitions.day_start(day) + timedelta(hours=12)  # type: ignore[arg-type]
     await _sql("INSERT INTO event (id, source_slug, received_at, method, query, headers,"
-               " content_type, size, body, routed_at) VALUES ($1, 's', $2, 'POST', '', '{}',"
-               " '', 2, '{}'::bytea, $3)", event_id, received, received if routed else None)
+               " content_type, size, body) VALUES ($1, 's', $2, 'POST', '', '{}',"
+               " '', 2, '{}'::bytea)", event_id, received)
+    if not routed:
+        await _sql("INSERT INTO event_unrouted (event_id, source_slug, received_at)"
+                   " VALUES ($1, 's', $2)", event_id, received)
     return event_id
 
 
@@ -178,8 +181,8 @@ async def test_a_day_only_partly_past_the_retention_is_not_deleted_row_by_row(db
         event_id = f"evt_{_encode(int(partitions.day_start(day).timestamp() * 1000) + 1000, 10)}"
         event_id += "0" * 15 + "1"
         await _sql("INSERT INTO event (id, source_slug, received_at, method, query, headers,"
-                   " content_type, size, body, routed_at) VALUES ($1, 's', $2, 'POST', '', '{}',"
-                   " '', 2, '{}'::bytea, $2)", event_id,
+                   " content_type, size, body) VALUES ($1, 's', $2, 'POST', '', '{}',"
+                   " '', 2, '{}'::bytea)", event_id,
                    partitions.day_start(day) + timedelta(seconds=1))
         await _delivery(event_id, "succeeded", day)
         report = await purge_expired(days=30)
