@@ -1,11 +1,13 @@
 """Durable writes of the ingest path: the event and its NOTIFY in one transaction.
 
 These are the hottest statements in Relay, so they are written as SQL on Tortoise's
-connection rather than through model instances. Every event is group-committed
-(hooks/group_commit.py): those that arrive while a write is under way share the next
-write and its COMMIT. A write of events without dedup keys is one statement (insert +
-notify); one that holds dedup keys is one short transaction: advisory locks on its keys,
-one index lookup of their originals, one insert of the new events.
+connection rather than through model instances. Each event is written once: the router
+learns of it from a narrow row in `event_unrouted` inserted by the same statement. Every
+event is group-committed (hooks/group_commit.py): those that arrive while a write is
+under way share the next write and its COMMIT. A write of events without dedup keys is
+one statement (insert + notify); one that holds dedup keys is one short transaction:
+advisory locks on its keys, one index lookup of their originals, one insert of the new
+events.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ _INSERT = (
     " method, query, headers, content_type, size, body)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)"
 )
-INSERT_AND_NOTIFY = (
-    f"WITH inserted AS ({_INSERT} RETURNING id) "  # noqa: S608 - constants; values are bound
+_QUEUE_AND_NOTIFY = (
+    "RETURNING id, event_type, source_slug, received_at), "  # noqa: S608 - constants
+    "queued AS (INSERT INTO event_unrouted (event_id, event_type, source_slug, received_at)"
+    " SELECT id, event_type, source_slug, received_at FROM inserted) "
     f"SELECT pg_notify('{EVENT_CHANNEL}', id) FROM inserted"
 )
+"""Ends both inserts: each new event is also listed in `event_unrouted` (the router's
+queue, see dispatch/routing.py) and announced to the dispatchers."""
+INSERT_AND_NOTIFY = f"WITH inserted AS ({_INSERT} {_QUEUE_AND_NOTIFY}"
 INSERT_MANY_AND_NOTIFY = (
     "WITH inserted AS ("  # noqa: S608 - constants; values are bound
     "INSERT INTO event (id, source_id, source_slug, event_type, dedup_key, received_at,"
@@ -46,16 +53,23 @@ INSERT_MANY_AND_NOTIFY = (
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
     " $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],"
     " $12::bytea[]) AS row (id, source_id, source_slug, event_type, dedup_key, received_at,"
-    " method, query, headers, content_type, size, body)"
-    " RETURNING id) "
-    f"SELECT pg_notify('{EVENT_CHANNEL}', id) FROM inserted"
+    " method, query, headers, content_type, size, body) "
+    f"{_QUEUE_AND_NOTIFY}"
 )
 GROUP_MAX_IN_FLIGHT = 2
 GROUP_MAX_ROWS = 256
 GROUP_MAX_BYTES = 4 * 1024 * 1024
 
-_LOCK_KEYS = "SELECT pg_advisory_xact_lock(key) FROM unnest($1::bigint[]) AS key"
-"""Takes the keys in the order given: callers sort them, so two batches never deadlock."""
+_LOCK_KEYS = ("SELECT pg_advisory_xact_lock(key),"
+              " set_config('plan_cache_mode', 'force_generic_plan', true)"
+              " FROM unnest($1::bigint[]) AS key")
+"""Takes the keys in the order given: callers sort them, so two batches never deadlock.
+
+It also has the rest of the transaction (the duplicate lookup, the insert) run on generic
+plans. Left to choose, PostgreSQL plans the lookup afresh for every batch: a plan over
+two branches times every partition of `event` (the days of retention), which cost more
+than running it. The generic plan is the same walk of `event_dedup_idx` per partition;
+only the planning goes. The setting ends with the transaction."""
 
 _FIND_ORIGINALS = """
 SELECT q.i, found.id, found.same

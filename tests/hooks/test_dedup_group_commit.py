@@ -191,3 +191,36 @@ def _index_conditions(node: dict, index: str) -> list[str]:
     for child in node.get("Plans", []):
         found += _index_conditions(child, index)
     return found
+
+
+async def test_the_duplicate_lookup_is_not_planned_per_write(db):
+    """Each write of a dedup batch runs its lookup on the generic plan (planning the
+    lookup over every partition cost more than running it)."""
+    from tortoise import connections
+
+    for n in range(8):
+        await store.store_event(_event(f"plan{n}", n), 60)
+    plans = []
+    pool = connections.get("default")._pool
+    for holder in pool._holders:
+        if holder._con is not None and not holder._con.is_closed():
+            plans += await holder._con.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement = $1", store._FIND_ORIGINALS)
+    assert plans, "no connection prepared the lookup"
+    assert sum(row["custom_plans"] for row in plans) == 0, plans
+    assert sum(row["generic_plans"] for row in plans) >= 8, plans
+
+
+async def test_every_stored_event_waits_in_the_routing_queue(db):
+    stored = [await store.store_event(_event(f"q{n}", n), 60) for n in range(3)]
+    stored.append(await store.store_event(_event(None, 9), 60))
+    url = os.environ["RELAY_DATABASE_URL"]
+    connection = await asyncpg.connect(url)
+    try:
+        queued = await connection.fetch(
+            "SELECT event_id, event_type, source_slug FROM event_unrouted ORDER BY event_id")
+    finally:
+        await connection.close()
+    assert [(row["event_id"], row["event_type"], row["source_slug"]) for row in queued] == [
+        (event.id, "t", "dedup") for event in sorted(stored, key=lambda e: e.id)]
