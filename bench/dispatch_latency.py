@@ -53,6 +53,8 @@ from _dispatch_common import (
     load_average,
     percentile,
     say,
+    statements_report,
+    statements_reset,
     verdict,
     wait_for,
 )
@@ -278,7 +280,9 @@ async def orchestrate(args: argparse.Namespace) -> int:
         say(f"  {load_average()}")
         connector = aiohttp.TCPConnector(limit=args.connections)
         async with aiohttp.ClientSession(connector=connector) as session:
+            statements_reset(stack)
             relayed = await through_relay(args, relay.base, secret, sink, session)
+            statements_report(stack, max(len(relayed["latencies"]), 1))
             relay.check_alive()
             dispatcher.check_alive()
             load_relay = load_average()

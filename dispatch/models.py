@@ -42,6 +42,10 @@ class Endpoint(Model):
     last_success_at = fields.DatetimeField(null=True)
     circuit_probe_at = fields.DatetimeField(null=True)
     """When a dispatcher took the one probe of a half-open circuit (others wait for it)."""
+    circuit_parked = fields.BooleanField(default=False, db_default=False)
+    """The circuit has been open since the endpoint's waiting deliveries were parked: once
+    it is closed, they are made due again (dispatch.queue.unpark_closed) and this is
+    cleared. Durable, so a dispatcher that dies half way cannot leave them parked."""
     deleted_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

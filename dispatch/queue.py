@@ -257,6 +257,7 @@ _PUT_BACK = f"""
 UPDATE delivery d
 SET status = CASE WHEN d.attempts_count > 0 THEN '{RETRYING}' ELSE '{PENDING}' END,
     next_attempt_at = CASE WHEN v.park THEN (CASE WHEN e.enabled AND e.kind <> 'cli'
+                                                       AND e.circuit_opened_at IS NULL
                                                   THEN now() END)
                            ELSE v.next_at END,
     lease_owner = NULL, lease_expires_at = NULL
@@ -270,14 +271,15 @@ class PutBack:
     delivery_id: str
     endpoint_id: str
     next_at: datetime | None
-    """When it is due again; None parks it (its endpoint is disabled)."""
+    """When it is due again; None parks it (its endpoint is disabled, or its circuit open)."""
 
 
 async def put_back(connection: asyncpg.Connection, owner: str, items: Sequence[PutBack]) -> None:
     """Return claimed deliveries to the queue unattempted: due at `next_at`, or parked.
 
-    A delivery parked while its endpoint is being enabled is made due at once: the
-    endpoint rows are locked first, so enable's unpark and this statement are ordered.
+    A delivery parked while its endpoint is being enabled, or its circuit closed, is made
+    due at once: the endpoint rows are locked first, so enable's unpark (or the settle
+    that closes the circuit) and this statement are ordered.
     """
     if not items:
         return
@@ -360,7 +362,7 @@ WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at IS NOT NU
 _ENABLE = """
 UPDATE endpoint SET enabled = true, disabled_reason = NULL, updated_at = now(),
     circuit_opened_at = NULL, consecutive_failures = 0, circuit_probe_at = NULL,
-    first_failure_at = NULL
+    first_failure_at = NULL, circuit_parked = false
 WHERE id = $1 AND deleted_at IS NULL
 """
 _UNPARK = f"""
@@ -374,19 +376,31 @@ UPDATE delivery SET status = '{CANCELLED}', next_attempt_at = NULL, lease_owner 
     lease_expires_at = NULL, completed_at = now()
 WHERE endpoint_id = $1 AND status IN {ACTIVE_SQL}
 """  # noqa: S608 - constants only; values are bound
-_HOLD = f"""
-UPDATE delivery SET next_attempt_at = $2
+_PARK_CHUNK = f"""
+UPDATE delivery SET next_attempt_at = NULL
 WHERE id IN (SELECT id FROM delivery
-             WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at < $2
-             LIMIT $3 FOR UPDATE SKIP LOCKED)
+             WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at IS NOT NULL
+             LIMIT $2 FOR UPDATE SKIP LOCKED)
 """  # noqa: S608 - constants only; values are bound
-HOLD_CHUNK = 1000
-"""Deliveries pushed back per statement when a circuit opens: a backlog of 100,000 is held
-in short statements, never one long transaction that holds 100,000 row locks."""
+PARK_CHUNK = 1000
+"""Deliveries parked per statement when a circuit opens: a backlog of 100,000 is parked in
+short statements, never one long transaction that holds 100,000 row locks."""
 
 
 def _count(result: str) -> int:
     return int(result.split()[-1])
+
+
+async def _in_chunks(connection: asyncpg.Connection, statement: str, endpoint_id: str,
+                     chunk: int) -> int:
+    """Run `statement` (endpoint, chunk size) until it changes fewer rows than a chunk;
+    returns the rows changed. Each run is its own short transaction."""
+    changed = 0
+    while True:
+        count = _count(await connection.execute(statement, endpoint_id, chunk))
+        changed += count
+        if count < chunk:
+            return changed
 
 
 async def disable_endpoint(connection: asyncpg.Connection, endpoint_id: str,
@@ -412,22 +426,69 @@ async def delete_endpoint(connection: asyncpg.Connection, endpoint_id: str) -> i
     return _count(await connection.execute(_CANCEL, endpoint_id))
 
 
-async def hold_endpoint(connection: asyncpg.Connection, endpoint_id: str,
-                        until: datetime, chunk: int = HOLD_CHUNK) -> int:
-    """Push the endpoint's due deliveries to `until` (its circuit opened), `chunk` rows
-    per statement (each its own transaction outside one); returns how many.
+async def park_opened(connection: asyncpg.Connection, endpoint_id: str,
+                      chunk: int = PARK_CHUNK) -> int:
+    """Park the due backlog of an endpoint whose circuit just opened; returns how many.
 
-    Only an optimisation: a delivery left due (locked by a claim at that moment, or the
-    process died half way) is claimed and put back by the circuit check as it comes up.
-    Holding the backlog at once keeps it off the front of the due index, where every
-    claim would walk past it.
+    Parked deliveries are in no due index: claims never walk past them, and the circuit
+    failing again later costs no row. One of them goes out as the probe when the circuit
+    half-opens (`circuit_upkeep`), and all are due again once it closes. A delivery left
+    due (locked by a claim at that moment) is parked by the claim's circuit check.
     """
-    held = 0
-    while True:
-        count = _count(await connection.execute(_HOLD, endpoint_id, until, chunk))
-        held += count
-        if count < chunk:
-            return held
+    return await _in_chunks(connection, _PARK_CHUNK, endpoint_id, chunk)
+
+
+_PROBE_CANDIDATE = f"""
+UPDATE delivery SET next_attempt_at = now()
+WHERE id IN (
+    SELECT (SELECT d.id FROM delivery d
+            WHERE d.endpoint_id = e.id AND d.status IN {WAITING_SQL}
+              AND d.next_attempt_at IS NULL
+            LIMIT 1)
+    FROM endpoint e
+    WHERE e.circuit_opened_at <= now() - make_interval(secs => $1)
+      AND e.enabled AND e.deleted_at IS NULL AND e.kind <> 'cli'
+      AND NOT coalesce(e.circuit_probe_at >= e.circuit_opened_at
+                       AND e.circuit_probe_at > now() - make_interval(
+                           secs => coalesce(e.timeout_seconds, $2) + $3), false))
+RETURNING endpoint_id
+"""  # noqa: S608 - constants only; values are bound
+"""One parked delivery made due for each endpoint whose circuit is half-open and whose
+probe is not out: the claim that takes it sends it as the probe."""
+
+_STRANDED = """
+SELECT id FROM endpoint
+WHERE circuit_parked AND circuit_opened_at IS NULL AND enabled AND deleted_at IS NULL
+ORDER BY id
+"""
+_UNPARK_CHUNK = f"""
+UPDATE delivery SET next_attempt_at = now()
+WHERE id IN (SELECT id FROM delivery
+             WHERE endpoint_id = $1 AND status IN {WAITING_SQL} AND next_attempt_at IS NULL
+             LIMIT $2 FOR UPDATE SKIP LOCKED)
+  AND (SELECT circuit_opened_at IS NULL AND enabled AND kind <> 'cli'
+       FROM endpoint WHERE id = $1)
+"""  # noqa: S608 - constants only; values are bound
+_UNPARKED = """
+UPDATE endpoint SET circuit_parked = false
+WHERE id = $1 AND circuit_opened_at IS NULL AND enabled
+"""
+
+
+async def circuit_upkeep(connection: asyncpg.Connection, cooldown: float, timeout: float,
+                         lease_margin: float, chunk: int = PARK_CHUNK) -> tuple[int, int]:
+    """What a parked circuit needs that no settle does: a probe candidate for each
+    half-open endpoint, and, for each endpoint whose circuit has closed, its parked
+    backlog due again (then `circuit_parked` cleared). Returns (candidates, unparked).
+    Two reads of the endpoint table when there is nothing to do."""
+    candidates = len(await connection.fetch(_PROBE_CANDIDATE, cooldown, timeout, lease_margin))
+    unparked = 0
+    for row in await connection.fetch(_STRANDED):
+        unparked += await _in_chunks(connection, _UNPARK_CHUNK, row["id"], chunk)
+        await connection.execute(_UNPARKED, row["id"])
+    if candidates or unparked:
+        await notify_due(connection)
+    return candidates, unparked
 
 
 _TAKE_PROBE = """

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.queue import DUE_CHANNEL, new_delivery_ids, planned_once, pooled
-from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from dispatch.rollups import COUNT_ROUTED_EVENTS
 from dispatch.states import PENDING
 from kernel.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
@@ -58,9 +57,8 @@ WITH marked AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, created_at)
     SELECT v.id, v.event_id, v.endpoint_id, '{PENDING}', 0, 0,
-           (SELECT CASE WHEN NOT e.enabled OR e.kind = 'cli' THEN NULL
-                        WHEN e.circuit_opened_at IS NOT NULL
-                            THEN greatest(now(), e.circuit_opened_at + make_interval(secs => $5))
+           (SELECT CASE WHEN NOT e.enabled OR e.kind = 'cli'
+                             OR e.circuit_opened_at IS NOT NULL THEN NULL
                         ELSE now() END
             FROM endpoint e WHERE e.id = v.endpoint_id),
            now()
@@ -69,14 +67,14 @@ WITH marked AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
-       CASE WHEN count(*) > 0 THEN pg_notify('{DUE_CHANNEL}', '') END AS notified
+       CASE WHEN count(*) > 0 AND $5 THEN pg_notify('{DUE_CHANNEL}', '') END AS notified
 FROM inserted
 """  # noqa: S608 - constant SQL text
 """Take the events out of the queue (any that another statement took first are not returned),
 insert the deliveries of exactly those, count them in their source's rollups, wake the
-dispatchers: all or nothing. A delivery to a disabled endpoint is inserted parked, one to an endpoint
-whose circuit is open due when the circuit half-opens: neither is claimed, put back nor
-updated meanwhile."""
+dispatchers ($5: when the routing one cannot take them all itself): all or nothing. A delivery to a disabled endpoint, or to one whose circuit is open, is
+inserted parked: it is not claimed, put back nor updated until the endpoint is enabled or
+its circuit closes (dispatch.queue.circuit_upkeep)."""
 
 
 log = logging.getLogger("relay.dispatch")
@@ -116,10 +114,13 @@ async def match(subscriptions: list[Subscription], rows: Sequence[Mapping[str, A
 
 
 class Router:
-    def __init__(self, batch: int = 500, circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
-                 ) -> None:
+    def __init__(self, batch: int = 500, room: Callable[[], int] | None = None) -> None:
         self.batch = batch
-        self.circuit_cooldown = circuit_cooldown
+        self.room = room
+        """How many deliveries this process can start sending now (its dispatcher's free
+        slots). Deliveries that fit are left to it, woken in process: the other
+        dispatchers are woken (`NOTIFY`) only for more than that. Without it (a router
+        on its own), every routing that creates deliveries notifies."""
         self.subscriptions = Subscriptions()
 
     async def route_batch(self) -> tuple[int, int, int]:
@@ -137,10 +138,11 @@ class Router:
             if not rows:
                 return 0, 0, 0
             pairs = await match(subscriptions, rows)
+            notify = self.room is None or len(pairs) > self.room()
             result = await connection.fetchrow(
                 _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
                 [event_id for event_id, _ in pairs],
-                [endpoint_id for _, endpoint_id in pairs], self.circuit_cooldown)
+                [endpoint_id for _, endpoint_id in pairs], notify)
             return len(rows), result["events"], result["deliveries"]
 
     async def route_all(self) -> int:

@@ -24,7 +24,7 @@ import asyncpg
 from dispatch.attempt_result import AttemptResult
 from dispatch.metrics import record_attempt, record_delivery_final
 from dispatch.notify.render import gone_reason
-from dispatch.queue import Claimed, disable_endpoint, hold_endpoint, planned_once, pooled
+from dispatch.queue import Claimed, disable_endpoint, park_opened, planned_once, pooled
 from dispatch.retry import (
     CircuitState,
     after_attempt,
@@ -114,7 +114,8 @@ know how many rows `unnest` gives, and without it read every delivery in flight 
 them; with it, it probes the primary key of the partitions those ids fall in."""
 
 _LOCK_HEALTH = """
-SELECT id, enabled, circuit_opened_at, consecutive_failures, first_failure_at, last_success_at
+SELECT id, enabled, circuit_opened_at, consecutive_failures, first_failure_at, last_success_at,
+       circuit_parked
 FROM endpoint WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 """
 
@@ -122,11 +123,16 @@ _UPDATE_HEALTH = """
 UPDATE endpoint e
 SET circuit_opened_at = v.opened_at, consecutive_failures = v.failures,
     first_failure_at = v.first_failure_at, last_success_at = v.last_success_at,
-    circuit_probe_at = CASE WHEN v.opened_at IS NULL THEN NULL ELSE e.circuit_probe_at END
+    circuit_probe_at = CASE WHEN v.opened_at IS NULL THEN NULL ELSE e.circuit_probe_at END,
+    circuit_parked = e.circuit_parked OR e.circuit_opened_at IS NOT NULL
+                     OR v.opened_at IS NOT NULL
 FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::timestamptz[])
      AS v(id, opened_at, failures, first_failure_at, last_success_at)
 WHERE e.id = v.id
 """
+"""`circuit_parked` is set by any batch that finds or leaves the circuit open: from then on
+the endpoint's waiting deliveries are parked while it is open (dispatch.queue.park_opened)
+and made due again once it has closed (dispatch.queue.circuit_upkeep), whoever opened it."""
 
 
 @dataclass(slots=True)
@@ -135,6 +141,8 @@ class _Health:
     circuit: CircuitState
     first_failure_at: datetime | None
     last_success_at: datetime | None
+    parked: bool = False
+    """The backlog was parked already (`circuit_parked`: the circuit was open before)."""
     opened: datetime | None = None
     disable_reason: str | None = None
 
@@ -218,6 +226,10 @@ class SettleWriter:
             # rows are locked, so other dispatchers settling the same endpoints wait less.
             await connection.execute(_INSERT_ATTEMPTS, *_attempt_columns(batch))
             health = await self._lock_health(connection, batch)
+            for item in batch:
+                state = health.get(item.job.endpoint_id)
+                if state is not None and state.circuit.opened_at is not None:
+                    item.next_attempt_at = None  # parked until the circuit closes
             applied = {row["id"] for row in await connection.fetch(
                 _UPDATE_DELIVERIES, self.owner,
                 [item.job.id for item in batch], [item.status for item in batch],
@@ -237,30 +249,29 @@ class SettleWriter:
                              item.result.status_code, item.result.duration_ms)
                 for item in batch], self.total_key)
         # After the commit, beside the next batches: results are not kept waiting (nor
-        # their rows locked) while an opened circuit's backlog is pushed back.
-        opened = {endpoint_id: state.opened for endpoint_id, state in health.items()
-                  if state.opened is not None}
+        # their rows locked) while an opened circuit's backlog is parked.
+        opened = [endpoint_id for endpoint_id, state in health.items()
+                  if state.opened is not None and not state.parked]
         if opened:
-            task = asyncio.get_running_loop().create_task(self._hold(opened))
+            task = asyncio.get_running_loop().create_task(self._park(opened))
             self._holding.add(task)
             task.add_done_callback(self._holding.discard)
         self._publish(batch, disabled)
         if self.on_written is not None:
             self.on_written(batch)
 
-    async def _hold(self, opened: dict[str, datetime]) -> None:
-        """Push back the backlogs of endpoints whose circuit just opened. A failure here
-        must not send the (committed) batch round again: it is logged, and the deliveries
-        left due are held one by one by the claim's circuit check instead."""
+    async def _park(self, opened: list[str]) -> None:
+        """Park the backlogs of endpoints whose circuit just opened. A failure here must
+        not send the (committed) batch round again: it is logged, and the deliveries left
+        due are parked one by one by the claim's circuit check instead."""
         try:
             async with pooled() as connection:
-                for endpoint_id, at in opened.items():
-                    await hold_endpoint(connection, endpoint_id,
-                                        at + timedelta(seconds=self.circuit_cooldown))
+                for endpoint_id in opened:
+                    await park_opened(connection, endpoint_id)
         except Exception as exc:  # noqa: BLE001 - an optimisation; the claim checks anyway
-            log.warning("dispatcher: could not hold back the deliveries of %s after its "
-                        "circuit opened (%s); they are held as they come due",
-                        ", ".join(opened), exc)
+            log.warning("dispatcher: could not park the deliveries of %s after its circuit "
+                        "opened (%s); they are parked as they come due", ", ".join(opened),
+                        exc)
 
     async def _lock_health(self, connection: asyncpg.Connection,
                            batch: list[Settlement]) -> dict[str, _Health]:
@@ -271,6 +282,7 @@ class SettleWriter:
                 enabled=row["enabled"],
                 circuit=CircuitState(row["circuit_opened_at"], row["consecutive_failures"]),
                 first_failure_at=row["first_failure_at"], last_success_at=row["last_success_at"],
+                parked=row["circuit_parked"],
             )
             for row in rows
         }

@@ -88,7 +88,7 @@ class Dispatcher:
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
-        self.router = Router(circuit_cooldown=circuit_cooldown)
+        self.router = Router(room=self._room)
         self.targets = Targets()
         self.gates = Gates()
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
@@ -167,6 +167,11 @@ class Dispatcher:
             if not claimed_all:
                 await self._sleep(self._until_next_work())
 
+    def _room(self) -> int:
+        """Slots free for sends, less those claims already out will fill."""
+        return 0 if self.stopping else max(
+            0, self.concurrency - len(self.in_flight) - self.claiming)
+
     def _allowances(self, free: int) -> tuple[dict[str, int] | None, int]:
         """For a claim of `free` rows: what each gated endpoint may take (None when no
         endpoint limits such a claim, see `queue.claim`), and how many rows the claims
@@ -212,33 +217,36 @@ class Dispatcher:
                 elif not self.gates.gate(job.endpoint_id, target.max_in_flight,
                                          target.rate_limit).try_acquire(clock):
                     back.append(PutBack(job.id, job.endpoint_id, job.due_at))
-                elif (held := await self._circuit_hold(connection, job, target, now)) is not None:
-                    self.gates.release(job.endpoint_id)
-                    back.append(PutBack(job.id, job.endpoint_id, held))
                 else:
-                    to_send.append((job, target))
+                    go, again = await self._circuit_check(connection, job, target, now)
+                    if go:
+                        to_send.append((job, target))
+                    else:
+                        self.gates.release(job.endpoint_id)
+                        back.append(PutBack(job.id, job.endpoint_id, again))
             await queue.put_back(connection, self.owner, back)
             await queue.finish_unattempted(connection, self.owner, cancelled, states.CANCELLED, None)
             await queue.finish_unattempted(connection, self.owner, orphaned, states.FAILED,
                                            "event_missing")
         return len(rows), to_send
 
-    async def _circuit_hold(self, connection: asyncpg.Connection, job: Claimed, target: Target,
-                            now: datetime) -> datetime | None:
-        """None when the delivery may go; else when to look at it again."""
+    async def _circuit_check(self, connection: asyncpg.Connection, job: Claimed,
+                             target: Target, now: datetime) -> tuple[bool, datetime | None]:
+        """(True, None) when the delivery may go; else (False, when to look at it again),
+        None for parked until the circuit closes."""
         state = CircuitState(job.circuit_opened_at, job.consecutive_failures)
         status = circuit_status(state, now, self.circuit_cooldown)
         if status == "closed":
-            return None
+            return True, None
         assert job.circuit_opened_at is not None
         if status == "open":
-            return job.circuit_opened_at + timedelta(seconds=self.circuit_cooldown)
+            return False, None
         if job.endpoint_id not in self.probing and await queue.take_probe(
                 connection, job.endpoint_id, job.circuit_opened_at,
                 target.timeout + self.lease_margin):
             self.probing[job.endpoint_id] = job.id
-            return None
-        return now + timedelta(seconds=min(PROBE_HOLD_SECONDS, self.circuit_cooldown))
+            return True, None
+        return False, now + timedelta(seconds=min(PROBE_HOLD_SECONDS, self.circuit_cooldown))
 
     def start_send(self, job: Claimed, target: Target) -> None:
         task = asyncio.get_running_loop().create_task(self.deliver(job, target),
@@ -302,6 +310,23 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.route_wake.wait(), self.poll_interval)
 
+    async def circuit_loop(self) -> None:
+        """Open circuits' upkeep (dispatch.queue.circuit_upkeep): a probe candidate when
+        one half-opens, the parked backlog due again when one has closed. Often enough
+        that a probe goes out soon after the cool-down; two small reads when idle."""
+        interval = max(0.05, min(1.0, self.circuit_cooldown / 10))
+        while not self.stopping:
+            try:
+                async with pooled() as connection:
+                    candidates, unparked = await queue.circuit_upkeep(
+                        connection, self.circuit_cooldown, settings.RELAY_DELIVERY_TIMEOUT,
+                        self.lease_margin)
+                if candidates or unparked:
+                    self.wake.set()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("dispatcher: circuit upkeep failed: %s", exc)
+            await asyncio.sleep(interval)
+
     async def sweep_loop(self) -> None:
         interval = max(0.2, min(5.0, self.lease_margin / 2))
         while not self.stopping:
@@ -329,6 +354,7 @@ class Dispatcher:
             loop.create_task(listener.run(), name="dispatch-listen"),
             loop.create_task(self.route_loop(), name="dispatch-route"),
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
+            loop.create_task(self.circuit_loop(), name="dispatch-circuits"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
             loop.create_task(self.alerts.run(), name="dispatch-alerts"),
             *(job(pooled) for job in beside_jobs()),

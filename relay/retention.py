@@ -151,8 +151,10 @@ def _keep_statements(day: date) -> list[tuple[str, str]]:
     return [
         ("relay_keep_event", f"""
 CREATE TEMP TABLE relay_keep_event ON COMMIT DROP AS
-SELECT * FROM {event}
-WHERE id IN (SELECT id FROM relay_active_event UNION SELECT event_id FROM event_unrouted)
+SELECT * FROM {event} WHERE id IN (SELECT id FROM relay_active_event)
+UNION ALL
+SELECT * FROM {event} WHERE id IN (SELECT event_id FROM event_unrouted)
+  AND id NOT IN (SELECT id FROM relay_active_event)
 """),  # noqa: S608 - partition names made here
         ("relay_keep_delivery", f"""
 CREATE TEMP TABLE relay_keep_delivery ON COMMIT DROP AS

@@ -1,7 +1,7 @@
 """Deliveries to an endpoint whose circuit is open, or that is disabled, cost no statement
-each: routing leaves a disabled endpoint out and inserts an open circuit's deliveries due
-when it half-opens, and claims pass over an open circuit's deliveries instead of leasing and putting them
-back. Statements are counted on every connection the dispatcher takes from the pool."""
+each: routing leaves a disabled endpoint out and inserts an open circuit's deliveries
+parked, claims never see them, and a probe that fails again leaves the backlog's rows
+alone. Statements are counted on every connection the dispatcher takes from the pool."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from dispatch import queue
-from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
 from tests.dispatch.conftest import (
     deliveries_of,
     make_endpoint,
@@ -39,6 +38,8 @@ class StatementCounter:
             self.statements["claim"] += 1
         elif words.startswith("UPDATE DELIVERY D SET STATUS = 'RETRYING', LEASE_OWNER = NULL"):
             self.statements["lease_sweep"] += 1
+        elif words.startswith("UPDATE DELIVERY SET NEXT_ATTEMPT_AT = NOW() WHERE ID IN ( SELECT (SELECT"):
+            self.statements["circuit_upkeep"] += 1
         elif words.startswith("UPDATE DELIVERY D SET STATUS = CASE"):
             self.statements["put_back"] += 1
         elif words.startswith("INSERT INTO ATTEMPT"):
@@ -105,10 +106,9 @@ async def test_an_open_circuit_and_a_disabled_endpoint_cost_no_statement_per_del
     disabled_rows = await deliveries_of(endpoint_id=disabled["id"])
     assert len(resting_rows) == EVENTS
     assert disabled_rows == [], "a disabled endpoint is not routed to (its backlog is parked)"
-    reopens = opened + timedelta(seconds=CIRCUIT_COOLDOWN_SECONDS)
-    for row in resting_rows:
+    for row in resting_rows:  # parked until the circuit half-opens and lends one probe
         assert row.status == "pending" and row.attempts_count == 0
-        assert abs((row.next_attempt_at - reopens).total_seconds()) < 0.01
+        assert row.next_attempt_at is None
 
 
 async def test_a_half_open_circuit_lends_one_probe_and_rests_the_others(
@@ -137,3 +137,50 @@ async def test_a_half_open_circuit_lends_one_probe_and_rests_the_others(
     assert sink.count("/slow") == 1
     await second.stop()
     await first.stop()
+
+
+async def test_a_probe_that_fails_again_rewrites_no_row_of_the_backlog(
+        client, admin, sink, start_dispatcher):
+    """The scale property of parking: a circuit failing its probe every cool-down costs the
+    probe's row, not one row per waiting delivery (each row's xmin says whether it was
+    written)."""
+    from dispatch.models import Endpoint
+    from dispatch.routing import Router
+
+    await make_source(client, admin, "shop")
+    sink.respond("/dead", *([500] * 50))
+    endpoint = await make_endpoint(client, admin, sink.url("/dead"))
+    async with queue.pooled() as connection:
+        await connection.execute(
+            "UPDATE endpoint SET circuit_opened_at = now() - interval '1 hour',"
+            " consecutive_failures = 10, circuit_parked = true WHERE id = $1", endpoint["id"])
+    for n in range(EVENTS):
+        await post_event(client, "shop", {"n": n})
+    await Router().route_all()
+
+    async def versions() -> dict[str, str]:
+        async with queue.pooled() as connection:
+            return {row["id"]: row["xmin"] for row in await connection.fetch(
+                "SELECT id, xmin::text FROM delivery WHERE endpoint_id = $1", endpoint["id"])}
+
+    before = await versions()
+    assert len(before) == EVENTS
+    assert all(row.next_attempt_at is None for row in await deliveries_of(
+        endpoint_id=endpoint["id"])), "routed parked: the circuit is open"
+
+    await start_dispatcher(poll_interval=0.05)
+
+    async def reopened() -> bool:
+        row = await Endpoint.get(id=endpoint["id"])
+        return (row.circuit_opened_at is not None
+                and row.circuit_opened_at > datetime.now(UTC) - timedelta(minutes=1))
+
+    await wait_until(reopened, timeout=15, message="the probe to fail and reopen the circuit")
+    assert sink.count("/dead") == 1
+    after = await versions()
+    written = {delivery for delivery in before if after[delivery] != before[delivery]}
+    assert len(written) == 1, written
+    rows = {row.id: row for row in await deliveries_of(endpoint_id=endpoint["id"])}
+    (probe,) = written
+    assert rows[probe].attempts_count == 1 and rows[probe].next_attempt_at is None
+    assert all(row.next_attempt_at is None for row in rows.values())

@@ -148,3 +148,27 @@ async def test_routing_wakes_the_dispatchers_only_when_it_created_deliveries(db_
             assert heard == ["relay_due"]
         finally:
             await listener.remove_listener("relay_due", on_notify)
+
+
+async def test_deliveries_its_own_dispatcher_can_take_wake_no_other(db_left_empty):
+    """A router with room for what it creates leaves it to its own dispatcher (woken in
+    process); only more than that wakes the others."""
+    await endpoint("ep_all")
+    heard: list[str] = []
+
+    def on_notify(connection, pid, channel, payload) -> None:
+        heard.append(payload or "due")
+
+    router = Router(room=lambda: 2)
+    async with pooled() as listener:
+        await listener.add_listener("relay_due", on_notify)
+        try:
+            await add_events(1, 2)
+            assert await router.route_batch() == (2, 2, 2)
+            await add_events(3, 5)
+            assert await router.route_batch() == (3, 3, 3)
+            await wait_until(lambda: heard, timeout=5, message="the relay_due notification")
+            # Notifications arrive in order: the first batch's would be here too.
+            assert heard == ["due"]
+        finally:
+            await listener.remove_listener("relay_due", on_notify)
