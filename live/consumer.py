@@ -57,8 +57,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox()
         self._wakeup = asyncio.Event()
         hub.add(self)
-        await hub.wait_joined(JOIN_WAIT)
-        await self.accept()
+        try:
+            await hub.wait_joined(JOIN_WAIT)
+            await self.accept()
+        except BaseException:
+            # The client left during the handshake (a page reloaded or closed at once):
+            # the accept fails and `disconnect` never runs, so the hub must forget it here.
+            await hub.remove(self)
+            raise
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     def wake(self) -> None:

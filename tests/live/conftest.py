@@ -275,7 +275,13 @@ async def open_dashboard(browser, relay_server):
         return page, console
 
     yield open_
+    # Leave every page first: a navigation closes the page's WebSocket with a close frame
+    # at once, where closing the context may leave the server to notice the lost TCP
+    # connection much later. Then close the contexts.
     for context in contexts:
+        for page in context.pages:
+            with contextlib.suppress(Exception):
+                await page.goto("about:blank")
         await context.close()
 
 
