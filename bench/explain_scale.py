@@ -86,7 +86,7 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
          ["seed", [sample["delivery"]], ["succeeded"], [1], [None], [200], [None], [NOW]],
          None),
         ("lease recovery (sweep)", queue._SWEEP, [1000], None),
-        ("circuit opened: park a chunk", queue._PARK_CHUNK, [ENDPOINT, 1000], None),
+        ("circuit opened: park a chunk", queue._PARK_CHUNK, [ENDPOINT, 1000, ""], None),
         ("circuit upkeep: probe candidates", queue._PROBE_CANDIDATE, [30.0, 15.0, 5.0], None),
         ("circuit upkeep: endpoints to unpark", queue._STRANDED, [], None),
         ("endpoint auto-disable: park", queue._PARK, [ENDPOINT], None),

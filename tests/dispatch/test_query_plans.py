@@ -73,6 +73,11 @@ async def test_claim_sweep_and_routing_use_partial_indexes(db):
         assert await uses(connection, routing, "event_unrouted_pkey"), routing
         park = await plan(connection, queue._PARK, "ep_1")
         assert not full_scan(park), park
+        # A circuit's backlog is parked and unparked in chunks, each going on from the last
+        # id of the one before: an index, never a scan of every delivery.
+        for chunked in (queue._PARK_CHUNK, queue._UNPARK_CHUNK):
+            walk = await plan(connection, chunked, "ep_0", 10, "dlv_0")
+            assert not full_scan(walk), walk
 
 
 async def generic_plan(connection, sql: str, *args) -> str:
