@@ -1,18 +1,19 @@
 """Ingest on the path real providers take, on an empty and on a full dedup window.
 
-    .venv/bin/python bench/ingest_dedup.py [--stored 2000000] [--duration 10] [--connections 64]
+    .venv/bin/python bench/ingest_dedup.py [--stored 2000000] [--rounds 3] [--duration 10]
 
 Relay runs as users run it (`manage.py runrelay`, the command `make run` starts) against a
 throwaway PostgreSQL 16 (fsync on), with a `standard_webhooks` source: dedup on
 `webhook-id` is on by default, as for every GitHub, Stripe, Shopify and Standard Webhooks
 source. Each request carries a fresh `webhook-id` and a valid signature (1 KB JSON body).
 
-In one run, with the same load generator (64 keep-alive connections):
-1. baseline: a raw ASGI app doing one asyncpg INSERT per request (bench/_baseline.py);
-2. Relay with an empty event table;
-3. the event table filled by SQL with `--stored` events of this source inside the dedup
-   window (received in the last hour, routed), then Relay again;
-4. the baseline again (drift check: the ratio uses the mean of both baseline windows).
+In one run, with the same load generator (64 keep-alive connections), `--rounds` windows of
+each kind (3), alternating so that drift on a shared machine hits both sides:
+1. the baseline (a raw ASGI app doing one asyncpg INSERT per request, bench/_baseline.py)
+   and Relay with an empty event table, in turn;
+2. the event table filled by SQL with `--stored` events of this source inside the dedup
+   window (received in the last hour, routed), then Relay and the baseline in turn.
+The ratios use the median of each kind's windows.
 
 Prints req/s, latency, CPU per request, and the two ratios the design asks for:
 Relay empty / baseline (target ≥ 0.6) and Relay full / Relay empty (target ≥ 0.9).
@@ -29,6 +30,7 @@ import json
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -250,6 +252,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
     parser.add_argument("--connections", type=int, default=64, help="connections (64)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="windows of each kind (3): baseline and Relay empty alternate, "
+                             "then Relay full and baseline; the ratios use the medians")
     parser.add_argument("--profile", metavar="FILE",
                         help="record runrelay's processes with py-spy during the empty run")
     args = parser.parse_args()
@@ -275,11 +280,17 @@ def main() -> int:
         body = webhook_body()
         check_dedup(relay, secret, body)
 
-        say("Window 1: baseline")
-        first_baseline = measure(baseline, pg, args, "baseline", body, workdir, None)
-        pg.psql("TRUNCATE event")
-        say("Window 2: Relay, empty event table")
-        empty = measure(relay, pg, args, "relay-empty", body, workdir, secret)
+        baselines, empties, fulls = [], [], []
+        window = 0
+        for _ in range(args.rounds):
+            window += 1
+            say(f"Window {window}: baseline")
+            baselines.append(measure(baseline, pg, args, "baseline", body, workdir, None))
+            pg.psql("TRUNCATE event, event_unrouted")
+            window += 1
+            say(f"Window {window}: Relay, empty event table")
+            empties.append(measure(relay, pg, args, "relay-empty", body, workdir, secret))
+            args.profile = None  # only the first empty window is profiled
         say(f"Filling the dedup window with {args.stored:,} events of the source (SQL) ...")
         started = time.monotonic()
         fill(pg.url, source_id, body, args.stored)
@@ -287,26 +298,35 @@ def main() -> int:
                        " FROM pg_partition_tree('event')")
         say(f"  {args.stored:,} events stored in {time.monotonic() - started:.0f} s; "
             f"event table and indexes: {size}")
-        say("Window 3: Relay, full dedup window")
-        full = measure(relay, pg, args, "relay-full", body, workdir, secret)
-        say("Window 4: baseline again")
-        second_baseline = measure(baseline, pg, args, "baseline", body, workdir, None)
+        for _ in range(args.rounds):
+            window += 1
+            say(f"Window {window}: Relay, full dedup window")
+            fulls.append(measure(relay, pg, args, "relay-full", body, workdir, secret))
+            window += 1
+            say(f"Window {window}: baseline")
+            baselines.append(measure(baseline, pg, args, "baseline", body, workdir, None))
 
-        base_rps = (first_baseline["rps"] + second_baseline["rps"]) / 2
+        def rates(results: list[dict[str, Any]]) -> str:
+            return ", ".join(f"{result['rps']:,.0f}" for result in results)
+
+        base_rps = statistics.median(result["rps"] for result in baselines)
+        empty_rps = statistics.median(result["rps"] for result in empties)
+        full_rps = statistics.median(result["rps"] for result in fulls)
         say()
         say(f"Signed standard_webhooks ingest, fresh webhook-id per request, "
-            f"{args.connections} connections, default runrelay:")
-        say(f"  baseline      {first_baseline['rps']:>8,.0f} / {second_baseline['rps']:,.0f} req/s")
-        say(f"  Relay empty   {empty['rps']:>8,.0f} req/s  p99 {empty['p99_ms']:.1f} ms")
-        say(f"  Relay full    {full['rps']:>8,.0f} req/s  p99 {full['p99_ms']:.1f} ms "
+            f"{args.connections} connections, default runrelay; medians of the windows:")
+        say(f"  baseline     {base_rps:>8,.0f} req/s  ({rates(baselines)})")
+        say(f"  Relay empty  {empty_rps:>8,.0f} req/s  ({rates(empties)}); p99 "
+            f"{statistics.median(result['p99_ms'] for result in empties):.1f} ms")
+        say(f"  Relay full   {full_rps:>8,.0f} req/s  ({rates(fulls)}); p99 "
+            f"{statistics.median(result['p99_ms'] for result in fulls):.1f} ms "
             f"({args.stored:,} events in the window)")
-        say(f"ratio Relay empty / baseline: {empty['rps'] / base_rps:.2f} (target ≥ {TARGET_EMPTY})")
-        say(f"ratio Relay full / Relay empty: {full['rps'] / empty['rps']:.2f} "
-            f"(target ≥ {TARGET_FULL})")
+        say(f"ratio Relay empty / baseline: {empty_rps / base_rps:.2f} (target ≥ {TARGET_EMPTY})")
+        say(f"ratio Relay full / Relay empty: {full_rps / empty_rps:.2f} (target ≥ {TARGET_FULL})")
         say("every 2xx answer is a stored row: yes")
         missed = [name for name, ratio, target in (
-            ("Relay empty / baseline", empty["rps"] / base_rps, TARGET_EMPTY),
-            ("Relay full / Relay empty", full["rps"] / empty["rps"], TARGET_FULL))
+            ("Relay empty / baseline", empty_rps / base_rps, TARGET_EMPTY),
+            ("Relay full / Relay empty", full_rps / empty_rps, TARGET_FULL))
             if ratio < target]
         if missed:
             say(f"MISSED target: {', '.join(missed)}")
