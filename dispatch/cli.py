@@ -35,7 +35,7 @@ from dispatch import actions, queue
 from dispatch.endpoints import TARGET_COLUMNS, Target, target_from_row
 from dispatch.models import Endpoint
 from dispatch.queue import Claimed, PutBack, pooled
-from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS, CIRCUIT_FAILURE_THRESHOLD
+from dispatch.retry import CIRCUIT_FAILURE_THRESHOLD
 from dispatch.sender import AttemptResult, request_headers
 from dispatch.settle import Settlement, SettleWriter, decide
 from dispatch.states import DELIVERING, WAITING_SQL
@@ -247,8 +247,7 @@ def attempt_result(handout: Handout, report: Mapping[str, Any],
 
 
 def new_settler(owner: str) -> SettleWriter:
-    return SettleWriter(owner, circuit_threshold=CIRCUIT_FAILURE_THRESHOLD,
-                        circuit_cooldown=CIRCUIT_COOLDOWN_SECONDS)
+    return SettleWriter(owner, circuit_threshold=CIRCUIT_FAILURE_THRESHOLD)
 
 
 async def settle(settler: SettleWriter, handout: Handout, result: AttemptResult,

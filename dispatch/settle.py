@@ -166,12 +166,11 @@ class SettleWriter:
     """Collects settlements and writes them in batches (every `linger` seconds or
     `max_batch` items), then publishes them on the live bus."""
 
-    def __init__(self, owner: str, *, circuit_threshold: int, circuit_cooldown: float,
+    def __init__(self, owner: str, *, circuit_threshold: int,
                  on_written: Callable[[list[Settlement]], None] | None = None,
                  max_batch: int = 200, linger: float = 0.005) -> None:
         self.owner = owner
         self.circuit_threshold = circuit_threshold
-        self.circuit_cooldown = circuit_cooldown
         self.on_written = on_written
         self.max_batch = max_batch
         self.linger = linger
@@ -179,7 +178,7 @@ class SettleWriter:
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._holding: set[asyncio.Task[None]] = set()
+        self._parking: set[asyncio.Task[None]] = set()
         self.total_key = random.choice(TOTAL_KEYS)
         """This writer's all-endpoint rollup rows (dispatch/rollups.py)."""
 
@@ -254,8 +253,8 @@ class SettleWriter:
                   if state.opened is not None and not state.parked]
         if opened:
             task = asyncio.get_running_loop().create_task(self._park(opened))
-            self._holding.add(task)
-            task.add_done_callback(self._holding.discard)
+            self._parking.add(task)
+            task.add_done_callback(self._parking.discard)
         self._publish(batch, disabled)
         if self.on_written is not None:
             self.on_written(batch)

@@ -92,7 +92,6 @@ class Dispatcher:
         self.targets = Targets()
         self.gates = Gates()
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
-                                    circuit_cooldown=circuit_cooldown,
                                     on_written=self._settled)
         self.alerts = AlertEvaluator(settings.RELAY_ALERT_INTERVAL if alert_interval is None
                                      else alert_interval)

@@ -58,7 +58,7 @@ def settlement(endpoint_id: str, started_at: datetime, status_code: int | None,
 
 def writer(owner: str) -> SettleWriter:
     # A threshold no test reaches: the circuit is not what these tests look at.
-    return SettleWriter(owner, circuit_threshold=10**9, circuit_cooldown=30)
+    return SettleWriter(owner, circuit_threshold=10**9)
 
 
 def random_attempts(rng: random.Random, endpoints: list[str], now: datetime,
