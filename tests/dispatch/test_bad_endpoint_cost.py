@@ -111,20 +111,29 @@ async def test_an_open_circuit_and_a_disabled_endpoint_cost_no_statement_per_del
         assert row.next_attempt_at is None
 
 
+async def _half_open_with_backlog(client, admin, url: str, *, parked: bool = False,
+                                   **fields: Any) -> dict:
+    """An endpoint whose circuit opened an hour ago (half-open now), and EVENTS events
+    posted for it; `parked`: its backlog is known parked (`circuit_parked`)."""
+    await make_source(client, admin, "shop")
+    endpoint = await make_endpoint(client, admin, url, **fields)
+    async with queue.pooled() as connection:
+        await connection.execute(
+            "UPDATE endpoint SET circuit_opened_at = now() - interval '1 hour',"
+            " consecutive_failures = 10, circuit_parked = $2 WHERE id = $1", endpoint["id"],
+            parked)
+    for n in range(EVENTS):
+        await post_event(client, "shop", {"n": n})
+    return endpoint
+
+
 async def test_a_half_open_circuit_lends_one_probe_and_rests_the_others(
         client, admin, sink, start_dispatcher, counted):
     """After the cool-down, one delivery probes; while it is out the claims of every
     dispatcher (a second one too, which does not know of the probe) pass over the
     endpoint's other deliveries: no lease, no put-back each."""
-    await make_source(client, admin, "shop")
     sink.respond("/slow", delay=3.0)
-    endpoint = await make_endpoint(client, admin, sink.url("/slow"), timeout_seconds=10)
-    async with queue.pooled() as connection:
-        await connection.execute(
-            "UPDATE endpoint SET circuit_opened_at = now() - interval '1 hour', "
-            "consecutive_failures = 10 WHERE id = $1", endpoint["id"])
-    for n in range(EVENTS):
-        await post_event(client, "shop", {"n": n})
+    await _half_open_with_backlog(client, admin, sink.url("/slow"), timeout_seconds=10)
 
     first = await start_dispatcher(poll_interval=0.05)
     await wait_until(lambda: sink.count("/slow") == 1, timeout=15, message="the probe")
@@ -147,15 +156,8 @@ async def test_a_probe_that_fails_again_rewrites_no_row_of_the_backlog(
     from dispatch.models import Endpoint
     from dispatch.routing import Router
 
-    await make_source(client, admin, "shop")
     sink.respond("/dead", *([500] * 50))
-    endpoint = await make_endpoint(client, admin, sink.url("/dead"))
-    async with queue.pooled() as connection:
-        await connection.execute(
-            "UPDATE endpoint SET circuit_opened_at = now() - interval '1 hour',"
-            " consecutive_failures = 10, circuit_parked = true WHERE id = $1", endpoint["id"])
-    for n in range(EVENTS):
-        await post_event(client, "shop", {"n": n})
+    endpoint = await _half_open_with_backlog(client, admin, sink.url("/dead"), parked=True)
     await Router().route_all()
 
     async def versions() -> dict[str, str]:
