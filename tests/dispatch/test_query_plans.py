@@ -4,6 +4,7 @@ where most rows are finished, as in production)."""
 from __future__ import annotations
 
 import re
+import time
 
 from dispatch import queue
 from dispatch.queue import pooled
@@ -135,3 +136,46 @@ async def test_claims_are_not_planned_per_call(db):
     # The pooled connection may have claimed before (in other tests): never a custom plan.
     assert len(plans) == 1 and plans[0]["custom_plans"] == 0, plans
     assert plans[0]["generic_plans"] >= 8, plans
+
+
+async def forget_statistics(connection, table: str) -> None:
+    """Make `table` look as it does before autovacuum first analyzes it (a new database,
+    a day partition in its first minute)."""
+    await connection.execute(
+        "UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = $1::regclass", table)
+    await connection.execute(
+        "UPDATE pg_class SET reltuples = 0, relpages = 1 WHERE oid IN"
+        " (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass)", table)
+    await connection.execute("DELETE FROM pg_statistic WHERE starelid = $1::regclass", table)
+
+
+async def test_claims_walk_the_due_index_on_a_partition_without_statistics(db):
+    """Before its first ANALYZE, today's partition looked small to the planner, and the
+    claim's generic plan became a bitmap scan of every open delivery and a sort: tens of
+    milliseconds a claim, kept while the connection lived. The claims' settings leave the
+    ordered walk of `delivery_due_idx` as the only plan, and no JIT compilation (the
+    disabled plan nodes look dear enough to trigger it: seconds a claim)."""
+    from kernel import partitions
+    from kernel.ids import id_boundary
+
+    today = partitions.partition_name("delivery", partitions.today())
+    async with pooled() as connection:
+        await connection.execute("""
+            INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count,
+                                  retry_base, next_attempt_at, created_at, completed_at)
+            SELECT $1 || lpad(n::text, 16, '0'), 'evt_x', 'ep_' || (n % 3),
+                   CASE WHEN n % 4 = 0 THEN 'pending' ELSE 'succeeded' END, 0, 0,
+                   CASE WHEN n % 4 = 0 THEN now() - interval '1 second' END, now(), now()
+            FROM generate_series(1, 20000) AS n""", id_boundary("dlv", time.time()))
+        await forget_statistics(connection, today)
+        for sql, args in (
+                (queue._CLAIM, ("me", 100, [], 15.0, 30.0, 30.0)),
+                (queue._CLAIM_WITHIN_ALLOWANCES, ("me", 100, [], 15.0, 30.0, 200, ["ep_1"],
+                                                  [1], 0, 30.0))):
+            async with connection.transaction():
+                await connection.execute(queue.IN_DUE_ORDER)
+                claim = await plan(connection, sql, *args)
+            assert await uses(connection, claim, "delivery_due_idx"), claim
+            assert "Bitmap" not in claim, claim
+            assert re.search(r"LockRows[^\n]*\n\s*->  Sort", claim) is None, claim
+            assert "JIT" not in claim, claim
