@@ -39,10 +39,12 @@ _QUEUE_AND_NOTIFY = (
     "RETURNING id, event_type, source_slug, received_at), "  # noqa: S608 - constants
     "queued AS (INSERT INTO event_unrouted (event_id, event_type, source_slug, received_at)"
     " SELECT id, event_type, source_slug, received_at FROM inserted) "
-    f"SELECT pg_notify('{EVENT_CHANNEL}', id) FROM inserted"
+    f"SELECT pg_notify('{EVENT_CHANNEL}', '') WHERE EXISTS (SELECT FROM inserted)"
 )
 """Ends both inserts: each new event is also listed in `event_unrouted` (the router's
-queue, see dispatch/routing.py) and announced to the dispatchers."""
+queue, see dispatch/routing.py), and the dispatchers are woken once per statement. The
+wake-up carries nothing: the router reads the queue, so one per event (as before) only
+made every dispatcher parse a notification per event, a thousand a second under load."""
 INSERT_AND_NOTIFY = f"WITH inserted AS ({_INSERT} {_QUEUE_AND_NOTIFY}"
 INSERT_MANY_AND_NOTIFY = (
     "WITH inserted AS ("  # noqa: S608 - constants; values are bound
