@@ -122,6 +122,9 @@ class Router:
         dispatchers are woken (`NOTIFY`) only for more than that. Without it (a router
         on its own), every routing that creates deliveries notifies."""
         self.subscriptions = Subscriptions()
+        self.other_routes = False
+        """The last pass found the routing lock held: another dispatcher routes, woken by
+        the same notifications, until the queue is empty."""
 
     async def route_batch(self) -> tuple[int, int, int]:
         """Route up to one batch; returns (events read, events routed here, deliveries
@@ -129,6 +132,7 @@ class Router:
         async with pooled() as connection, planned_once(connection):
             rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
                                           self.subscriptions.any_rule)
+            self.other_routes = not rows[0]["mine"]
             had_rule = self.subscriptions.any_rule
             subscriptions = await self.subscriptions.refresh(
                 connection, (rows[0]["n"], rows[0]["changed"]))

@@ -81,6 +81,46 @@ async def test_a_router_reads_nothing_while_another_holds_the_routing_lock(db_le
     assert len(pairs) == 10 and set(pairs.values()) == {1}
 
 
+async def test_a_dispatcher_that_finds_another_routing_leaves_the_wake_ups_to_it(
+        db_left_empty):
+    """Every dispatcher is woken by each stored batch; one that found the routing lock
+    taken stops answering the wake-ups (they would only find it taken again) and looks
+    again after its poll interval, in case the other has stopped."""
+    from dispatch.worker import Dispatcher
+
+    await endpoint("ep_all")
+    await add_events(1, 10)
+    dispatcher = Dispatcher(poll_interval=0.5)
+    started: list[int] = []
+    passes: list[tuple[int, int, int]] = []
+    route_batch = dispatcher.router.route_batch
+
+    async def counted() -> tuple[int, int, int]:
+        started.append(1)
+        passes.append(await route_batch())
+        return passes[-1]
+
+    dispatcher.router.route_batch = counted  # type: ignore[method-assign]
+    routing = asyncio.create_task(dispatcher.route_loop())
+    try:
+        async with pooled() as other, other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
+            await wait_until(lambda: len(passes) == 1, message="the first routing pass")
+            assert passes == [(0, 0, 0)] and dispatcher.router.other_routes
+            for _ in range(20):  # a dispatcher answering wake-ups would pass again at once
+                dispatcher.route_wake.set()
+                await asyncio.sleep(0)
+            assert len(started) == 1, passes
+        # The lock is free again: the next poll routes the queued events.
+        await wait_until(lambda: (10, 10, 10) in passes, message="routing after the poll")
+        assert not dispatcher.router.other_routes
+    finally:
+        dispatcher.stopping = True
+        routing.cancel()
+        await asyncio.gather(routing, return_exceptions=True)
+    assert await unrouted() == 0
+
+
 async def test_events_another_statement_took_from_the_queue_are_not_routed_again(
         db_left_empty):
     """The routing lock keeps routers apart; should two statements take the same events
