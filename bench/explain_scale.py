@@ -199,12 +199,14 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-async def explain_generic(connection: asyncpg.Connection, sql: str, params: list[Any]) -> str:
+async def explain_generic(connection: asyncpg.Connection, sql: str, params: list[Any],
+                          settings: str = queue.GENERIC_PLAN) -> str:
     """EXPLAIN ANALYZE of the generic plan (EXPLAIN with bound values always plans for
-    them): PREPARE, force the generic plan for this transaction, EXECUTE with literals."""
+    them): PREPARE, force the generic plan (with the claims' other settings for a claim,
+    queue.IN_DUE_ORDER) for this transaction, EXECUTE with literals."""
     name = f"audit_{next(_NAMES)}"
     await connection.execute(f"PREPARE {name} AS {sql}")
-    await connection.execute(queue.GENERIC_PLAN)
+    await connection.execute(settings)
     values = ", ".join(literal(value) for value in params)
     raw = await connection.fetchval(
         f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {name}({values})")
@@ -258,7 +260,10 @@ async def run(url: str, repeat: int) -> None:
                     if before:
                         await connection.execute(before)
                     if generic:
-                        raw = await explain_generic(connection, sql, params)
+                        raw = await explain_generic(
+                            connection, sql, params,
+                            queue.IN_DUE_ORDER if name.startswith("claim") else
+                            queue.GENERIC_PLAN)
                     else:
                         raw = await connection.fetchval(
                             f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
