@@ -164,7 +164,7 @@ def _event(n: int, query: str = ""):
     )
 
 
-async def test_concurrent_events_share_a_statement_each_committed_with_one_wake_up_each(db):
+async def test_concurrent_events_share_a_statement_each_committed_one_wake_up_per_statement(db):
     from hooks import store
     from kernel.database import EVENT_CHANNEL
 
