@@ -41,6 +41,7 @@ class Subscription:
     event_types: list[str]
     sources: list[str]
     rule: dict[str, Any] | None
+    updated_at: datetime | None = None
 
 
 class Subscriptions:
@@ -48,7 +49,7 @@ class Subscriptions:
 
     _STAMP = "SELECT count(*) AS n, max(updated_at) AS changed FROM endpoint"
     _LOAD = (
-        "SELECT id, event_types, sources, filter FROM endpoint"
+        "SELECT id, event_types, sources, filter, updated_at FROM endpoint"
         " WHERE enabled AND deleted_at IS NULL ORDER BY id"
     )
 
@@ -69,7 +70,7 @@ class Subscriptions:
             rows = await connection.fetch(self._LOAD)
             self.items = [
                 Subscription(r["id"], _json(r["event_types"]) or [], _json(r["sources"]) or [],
-                             _json(r["filter"]))
+                             _json(r["filter"]), r["updated_at"])
                 for r in rows
             ]
             self.any_rule = any(item.rule is not None for item in self.items)

@@ -246,23 +246,26 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
             rows = await connection.fetch(_CLAIM, owner, limit, list(exclude),
                                           default_timeout, lease_margin, circuit_cooldown)
     next_due = rows[0]["next_due"] if rows else None
-    return [
-        Claimed(
-            id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],
-            attempt=row["attempts_count"] + 1, retry_base=row["retry_base"],
-            due_at=row["next_attempt_at"],
-            endpoint_exists=bool(row["endpoint_exists"]), endpoint_enabled=bool(row["enabled"]),
-            endpoint_updated_at=row["endpoint_updated_at"],
-            circuit_opened_at=row["circuit_opened_at"],
-            consecutive_failures=row["consecutive_failures"] or 0,
-            circuit_probe_at=row["circuit_probe_at"],
-            event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
-            headers=json.loads(row["headers"]) if row["headers"] else {},
-            content_type=row["content_type"] or "", event_type=row["event_type"],
-            source_slug=row["source_slug"], received_at=row["received_at"],
-        )
-        for row in rows if row["id"] is not None
-    ], next_due
+    return [claimed_from_row(row) for row in rows if row["id"] is not None], next_due
+
+
+def claimed_from_row(row: asyncpg.Record) -> Claimed:
+    """A leased delivery as the claim (or routing's hand-off) reads it: the columns of
+    `_LEASE_AND_READ`."""
+    return Claimed(
+        id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],
+        attempt=row["attempts_count"] + 1, retry_base=row["retry_base"],
+        due_at=row["next_attempt_at"],
+        endpoint_exists=bool(row["endpoint_exists"]), endpoint_enabled=bool(row["enabled"]),
+        endpoint_updated_at=row["endpoint_updated_at"],
+        circuit_opened_at=row["circuit_opened_at"],
+        consecutive_failures=row["consecutive_failures"] or 0,
+        circuit_probe_at=row["circuit_probe_at"],
+        event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
+        headers=json.loads(row["headers"]) if row["headers"] else {},
+        content_type=row["content_type"] or "", event_type=row["event_type"],
+        source_slug=row["source_slug"], received_at=row["received_at"],
+    )
 
 
 # --- giving claimed deliveries back without an attempt ------------------------------------

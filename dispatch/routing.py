@@ -8,9 +8,13 @@ in one transaction (so that both run on their generic plans, dispatch.queue.GENE
    not get it routes nothing this time) and read the oldest queued events, with the
    endpoint table's change stamp so the cached subscriptions are known current; match
    the events against them in Python (bodies read only when some endpoint has a filter).
+   The routing dispatcher reserves room (a slot, the endpoint's gate) for the deliveries
+   it can send at once (`Taker`).
 2. One statement, atomic on its own: delete those events from the queue, insert the
-   deliveries of the events it deleted (and only those), count them in the rollups, and
-   `NOTIFY` when it inserted any.
+   deliveries of the events it deleted (and only those), the reserved ones already
+   leased to the routing dispatcher, count them in the rollups, and `NOTIFY` when some
+   are left due for a claim. The leased ones are sent once the transaction commits: in
+   the steady state a delivery costs no claim and no wake-up, only its insert and settle.
 
 An event leaves the queue in exactly one statement, and its deliveries are inserted by
 that statement or not at all: never twice, never half-routed. The event row itself is
@@ -22,13 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import asyncpg
+from django.conf import settings
 
 from dispatch.endpoints import Subscription, Subscriptions
-from dispatch.queue import DUE_CHANNEL, new_delivery_ids, planned_once, pooled
+from dispatch.queue import (
+    DUE_CHANNEL,
+    Claimed,
+    new_delivery_ids,
+    planned_once,
+    pooled,
+)
 from dispatch.rollups import COUNT_ROUTED_EVENTS
-from dispatch.states import PENDING
+from dispatch.states import DELIVERING, PENDING
 from kernel.filters import MAX_VISITS, FilterBudget, endpoint_wants, parse_document
 
 ROUTING_LOCK = 7_301_006
@@ -53,28 +66,87 @@ _ROUTE = f"""
 WITH marked AS (
     DELETE FROM event_unrouted WHERE event_id = ANY($1::text[])
     RETURNING event_id AS id, source_slug, received_at
-), counted AS ({COUNT_ROUTED_EVENTS}), inserted AS (
-    INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
-                          next_attempt_at, created_at)
-    SELECT v.id, v.event_id, v.endpoint_id, '{PENDING}', 0, 0,
-           (SELECT CASE WHEN NOT e.enabled OR e.kind = 'cli'
-                             OR e.circuit_opened_at IS NOT NULL THEN NULL
-                        ELSE now() END
-            FROM endpoint e WHERE e.id = v.endpoint_id),
-           now()
-    FROM unnest($2::text[], $3::text[], $4::text[]) AS v(id, event_id, endpoint_id)
+), counted AS ({COUNT_ROUTED_EVENTS}), made AS (
+    SELECT v.id, v.event_id, v.endpoint_id, e.timeout_seconds,
+           coalesce(e.enabled AND e.kind <> 'cli' AND e.circuit_opened_at IS NULL, false)
+               AS sendable,
+           coalesce(v.mine, false) AS mine,
+           v.ord
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) WITH ORDINALITY
+         AS v(id, event_id, endpoint_id, mine, ord)
     JOIN marked ON marked.id = v.event_id
-    RETURNING 1
+    LEFT JOIN endpoint e ON e.id = v.endpoint_id
+), inserted AS (
+    INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
+                          next_attempt_at, lease_owner, lease_expires_at, created_at)
+    SELECT id, event_id, endpoint_id,
+           CASE WHEN mine AND sendable THEN '{DELIVERING}' ELSE '{PENDING}' END, 0, 0,
+           CASE WHEN sendable THEN now() END,
+           CASE WHEN mine AND sendable THEN $6 END,
+           CASE WHEN mine AND sendable THEN now() + make_interval(
+               secs => coalesce(timeout_seconds, $7) + $8) END,
+           now()
+    FROM made ORDER BY ord
+    RETURNING id, event_id, endpoint_id, status, next_attempt_at
+), summary AS (
+    SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
+           count(*) FILTER (WHERE status = '{PENDING}' AND next_attempt_at IS NOT NULL)
+               AS queued
+    FROM inserted
 )
-SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
-       CASE WHEN count(*) > 0 AND $5 THEN pg_notify('{DUE_CHANNEL}', '') END AS notified
-FROM inserted
+SELECT s.events, s.deliveries, s.queued,
+       CASE WHEN s.queued > 0 THEN pg_notify('{DUE_CHANNEL}', '') END AS notified,
+       i.id, i.event_id, i.endpoint_id, 0 AS attempts_count, 0 AS retry_base,
+       i.next_attempt_at, true AS endpoint_exists, e.enabled,
+       e.updated_at AS endpoint_updated_at, e.circuit_opened_at, e.consecutive_failures,
+       e.circuit_probe_at, true AS event_exists, ev.body, ev.headers, ev.content_type,
+       ev.event_type, ev.source_slug, ev.received_at
+FROM summary s
+LEFT JOIN (inserted i
+           JOIN endpoint e ON e.id = i.endpoint_id
+           CROSS JOIN LATERAL (SELECT body, headers, content_type, event_type, source_slug,
+                                      received_at
+                               FROM event WHERE id = i.event_id OFFSET 0) AS ev
+          ) ON i.status = '{DELIVERING}'
 """  # noqa: S608 - constant SQL text
-"""Take the events out of the queue (any that another statement took first are not returned),
-insert the deliveries of exactly those, count them in their source's rollups, wake the
-dispatchers ($5: when the routing one cannot take them all itself): all or nothing. A delivery to a disabled endpoint, or to one whose circuit is open, is
-inserted parked: it is not claimed, put back nor updated until the endpoint is enabled or
-its circuit closes (dispatch.queue.circuit_upkeep)."""
+"""Take the events out of the queue (any that another statement took first are not
+returned), insert the deliveries of exactly those, count them in their source's rollups,
+and wake the dispatchers when some are due: all or nothing. A delivery to a disabled
+endpoint, or to one whose circuit is open, is inserted parked: it is not claimed, put back
+nor updated until the endpoint is enabled or its circuit closes
+(dispatch.queue.circuit_upkeep).
+
+Deliveries the routing dispatcher has reserved room for ($5, see `Taker`) are inserted
+already leased to it ($6; the lease lasts the endpoint's timeout, else $7, plus $8) when
+their endpoint can be sent to, and come back with what sending them needs (the columns of
+a claim): they are sent without a claim, and wake no dispatcher. One row at least: the
+counts, with `id` NULL when nothing was leased. Rows go in in the order given, event
+by event: deliveries due at the same moment are claimed in that order. Each event is read by its primary key
+(`OFFSET 0` keeps the lookup a nested loop, whatever the kept generic plan thinks of the
+table's size)."""
+
+
+class Taker(Protocol):
+    """The dispatcher of the routing process: it sends the deliveries it has room for as
+    they are made, without a claim (no wake-up, no claim statement, one row update less).
+    The others are inserted due, for any dispatcher to claim."""
+
+    owner: str
+    lease_margin: float
+
+    async def reserve(self, connection: asyncpg.Connection,
+                      subscriptions: Sequence[Subscription],
+                      endpoint_ids: Sequence[str]) -> list[bool]:
+        """A slot and the endpoint gate's admission for each delivery it can send now."""
+
+    async def ready(self, connection: asyncpg.Connection,
+                    rows: Sequence[asyncpg.Record]) -> list[Claimed]:
+        """The leased rows it will send (in the routing transaction: anything it cannot
+        send is put back there)."""
+
+    def taken(self, jobs: Sequence[Claimed], reserved: Sequence[str]) -> None:
+        """After the commit: send `jobs`; give back what `reserved` (endpoint ids) held
+        beyond them."""
 
 
 log = logging.getLogger("relay.dispatch")
@@ -114,45 +186,67 @@ async def match(subscriptions: list[Subscription], rows: Sequence[Mapping[str, A
 
 
 class Router:
-    def __init__(self, batch: int = 500, room: Callable[[], int] | None = None) -> None:
+    def __init__(self, batch: int = 500, taker: Taker | None = None) -> None:
         self.batch = batch
-        self.room = room
-        """How many deliveries this process can start sending now (its dispatcher's free
-        slots). Deliveries that fit are left to it, woken in process: the other
-        dispatchers are woken (`NOTIFY`) only for more than that. Without it (a router
-        on its own), every routing that creates deliveries notifies."""
+        self.taker = taker
+        """Without one (a router on its own), every delivery is inserted due."""
         self.subscriptions = Subscriptions()
         self.other_routes = False
         """The last pass found the routing lock held: another dispatcher routes, woken by
         the same notifications, until the queue is empty."""
+        self.queued = 0
+        """Deliveries the last `route_all` inserted due (not taken by `taker`): work for
+        a claim."""
 
     async def route_batch(self) -> tuple[int, int, int]:
         """Route up to one batch; returns (events read, events routed here, deliveries
         created). Events read but routed by another dispatcher count only as read."""
-        async with pooled() as connection, planned_once(connection):
-            rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
-                                          self.subscriptions.any_rule)
-            self.other_routes = not rows[0]["mine"]
-            had_rule = self.subscriptions.any_rule
-            subscriptions = await self.subscriptions.refresh(
-                connection, (rows[0]["n"], rows[0]["changed"]))
-            if self.subscriptions.any_rule and not had_rule:
-                rows = await connection.fetch(_TAKE_UNROUTED, self.batch, True)
-            rows = [row for row in rows if row["id"] is not None]
-            if not rows:
-                return 0, 0, 0
-            pairs = await match(subscriptions, rows)
-            notify = self.room is None or len(pairs) > self.room()
-            result = await connection.fetchrow(
-                _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
-                [event_id for event_id, _ in pairs],
-                [endpoint_id for _, endpoint_id in pairs], notify)
-            return len(rows), result["events"], result["deliveries"]
+        reserved: list[str] = []
+        jobs: list[Claimed] = []
+        try:
+            async with pooled() as connection, planned_once(connection):
+                rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
+                                              self.subscriptions.any_rule)
+                self.other_routes = not rows[0]["mine"]
+                had_rule = self.subscriptions.any_rule
+                subscriptions = await self.subscriptions.refresh(
+                    connection, (rows[0]["n"], rows[0]["changed"]))
+                if self.subscriptions.any_rule and not had_rule:
+                    rows = await connection.fetch(_TAKE_UNROUTED, self.batch, True)
+                rows = [row for row in rows if row["id"] is not None]
+                if not rows:
+                    return 0, 0, 0
+                pairs = await match(subscriptions, rows)
+                mine = [False] * len(pairs)
+                if self.taker is not None and pairs:
+                    mine = await self.taker.reserve(connection, subscriptions,
+                                                    [endpoint_id for _, endpoint_id in pairs])
+                    reserved = [endpoint_id for (_, endpoint_id), m in zip(pairs, mine,
+                                                                            strict=True) if m]
+                routed = await connection.fetch(
+                    _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
+                    [event_id for event_id, _ in pairs],
+                    [endpoint_id for _, endpoint_id in pairs], mine,
+                    self.taker.owner if self.taker is not None else None,
+                    settings.RELAY_DELIVERY_TIMEOUT,
+                    self.taker.lease_margin if self.taker is not None else 0.0)
+                leased = [row for row in routed if row["id"] is not None]
+                if self.taker is not None and leased:
+                    jobs = await self.taker.ready(connection, leased)
+        except BaseException:
+            if self.taker is not None and reserved:
+                self.taker.taken([], reserved)
+            raise
+        if self.taker is not None and reserved:
+            self.taker.taken(jobs, reserved)
+        self.queued += routed[0]["queued"]
+        return len(rows), routed[0]["events"], routed[0]["deliveries"]
 
     async def route_all(self) -> int:
         """Route until nothing is left, or until another dispatcher is routing the same
-        events (it goes on with them); returns the deliveries created."""
-        created = 0
+        events (it goes on with them); returns the deliveries created (`queued`: how
+        many of them were inserted due)."""
+        created = self.queued = 0
         while True:
             read, routed, deliveries = await self.route_batch()
             created += deliveries

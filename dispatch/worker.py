@@ -18,6 +18,8 @@ import random
 import secrets
 import socket
 import time
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -26,7 +28,7 @@ from django.conf import settings
 from dispatch import queue, states
 from dispatch.address_policy import parse_allowlist
 from dispatch.alerts import AlertEvaluator
-from dispatch.endpoints import Target, Targets, utcnow
+from dispatch.endpoints import Subscription, Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
 from dispatch.notify.smtp import parse_smtp_url
 from dispatch.queue import Claimed, PutBack, pooled
@@ -88,7 +90,7 @@ class Dispatcher:
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
-        self.router = Router(room=self._room)
+        self.router = Router(taker=self)
         self.targets = Targets()
         self.gates = Gates()
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
@@ -114,6 +116,11 @@ class Dispatcher:
         would lease rows their deliveries are about to fill the gates with, only for the
         gates to hand them back."""
         self.claim_failing = False
+        self.left_due = True
+        """The last claim may have left due deliveries behind (it took all it asked for,
+        or an endpoint's limit held some back): a slot that frees up wakes a claim. Else
+        a claim waits for news that something is due (a notification, routing, a retry
+        time, the poll), instead of one per finished send that would find nothing."""
         self.probing: dict[str, str] = {}
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
         self.next_due: datetime | None = None
@@ -174,11 +181,12 @@ class Dispatcher:
     def _allowances(self, free: int) -> tuple[dict[str, int] | None, int]:
         """For a claim of `free` rows: what each gated endpoint may take (None when no
         endpoint limits such a claim, see `queue.claim`), and how many rows the claims
-        already out may take of any endpoint without a gate."""
+        already out may take of any endpoint without a gate. Before any endpoint is
+        known (the first claim), every one may limit it."""
         every = self.gates.allowances(time.monotonic(), below=math.inf)
         left, reserved = shared_allowances(every, self.claims_out)
         allowances = {endpoint_id: n for endpoint_id, n in left.items() if n < free}
-        if allowances or 0 < self.targets.smallest_max_in_flight < free + reserved:
+        if allowances or self.targets.smallest_max_in_flight < free + reserved:
             return allowances, reserved
         return None, reserved
 
@@ -195,6 +203,8 @@ class Dispatcher:
                 self.lease_margin, allowances, reserved, self.circuit_cooldown)
             if len(rows) < free:
                 self.next_due = next_due
+            self.left_due = (len(rows) == free or bool(exclude)
+                             or self._held_back(rows, allowances, reserved))
             if not rows:
                 return 0, []
             await self.targets.ensure(connection, {
@@ -216,6 +226,7 @@ class Dispatcher:
                 elif not self.gates.gate(job.endpoint_id, target.max_in_flight,
                                          target.rate_limit).try_acquire(clock):
                     back.append(PutBack(job.id, job.endpoint_id, job.due_at))
+                    self.left_due = True
                 else:
                     go, again = await self._circuit_check(connection, job, target, now)
                     if go:
@@ -228,6 +239,23 @@ class Dispatcher:
             await queue.finish_unattempted(connection, self.owner, orphaned, states.FAILED,
                                            "event_missing")
         return len(rows), to_send
+
+    def _held_back(self, rows: Sequence[Claimed], allowances: dict[str, int] | None,
+                   reserved: int) -> bool:
+        """Whether an endpoint's allowance may have kept due deliveries out of the claim:
+        it took all that one endpoint was allowed."""
+        if allowances is None:
+            return False
+        if any(allowed <= 0 for allowed in allowances.values()):
+            return True
+        for endpoint_id, count in Counter(row.endpoint_id for row in rows).items():
+            allowed = allowances.get(endpoint_id)
+            if allowed is None:
+                target = self.targets.get(endpoint_id)
+                allowed = (target.max_in_flight if target is not None else 1) - reserved
+            if count >= allowed:
+                return True
+        return False
 
     async def _circuit_check(self, connection: asyncpg.Connection, job: Claimed,
                              target: Target, now: datetime) -> tuple[bool, datetime | None]:
@@ -247,6 +275,66 @@ class Dispatcher:
             return True, None
         return False, now + timedelta(seconds=min(PROBE_HOLD_SECONDS, self.circuit_cooldown))
 
+    # --- deliveries routed here: sent without a claim (dispatch.routing.Taker) ---------
+
+    async def reserve(self, connection: asyncpg.Connection,
+                      subscriptions: Sequence[Subscription],
+                      endpoint_ids: Sequence[str]) -> list[bool]:
+        """A free slot and the gate's admission for each delivery about to be routed that
+        this process can send now; the others are left due for any dispatcher's claim.
+
+        A claim out while nothing is backlogged holds every free slot but finds little or
+        nothing: the slots are not left to it, or a poll would send the next deliveries
+        through the queue. Should it come back with rows all the same, the sends in flight
+        exceed `concurrency` by those rows until they finish."""
+        if self.stopping:
+            return [False] * len(endpoint_ids)
+        free = (self.concurrency - len(self.in_flight)
+                - (self.claiming if self.backlogged else 0))
+        if free <= 0:
+            return [False] * len(endpoint_ids)
+        wanted = set(endpoint_ids)
+        await self.targets.ensure(connection, {
+            sub.id: sub.updated_at for sub in subscriptions if sub.id in wanted})
+        clock = time.monotonic()
+        taken: list[bool] = []
+        for endpoint_id in endpoint_ids:
+            target = self.targets.get(endpoint_id)
+            ok = (free > 0 and target is not None and target.kind != "cli"
+                  and endpoint_id not in self.probing
+                  and self.gates.gate(endpoint_id, target.max_in_flight,
+                                      target.rate_limit).try_acquire(clock))
+            free -= ok
+            taken.append(ok)
+        self.claiming += sum(taken)
+        return taken
+
+    async def ready(self, connection: asyncpg.Connection,
+                    rows: Sequence[asyncpg.Record]) -> list[Claimed]:
+        jobs = [queue.claimed_from_row(row) for row in rows]
+        await self.targets.ensure(connection, {job.endpoint_id: job.endpoint_updated_at
+                                               for job in jobs})
+        unreadable = [job for job in jobs if self.targets.get(job.endpoint_id) is None]
+        if unreadable:
+            later = utcnow() + timedelta(seconds=UNREADABLE_HOLD_SECONDS)
+            await queue.put_back(connection, self.owner, [
+                PutBack(job.id, job.endpoint_id, later) for job in unreadable])
+        return [job for job in jobs if self.targets.get(job.endpoint_id) is not None]
+
+    def taken(self, jobs: Sequence[Claimed], reserved: Sequence[str]) -> None:
+        self.claiming -= len(reserved)
+        unused = Counter(reserved)
+        for job in jobs:
+            target = self.targets.get(job.endpoint_id)
+            assert target is not None, "ready() kept only jobs with a target"
+            unused[job.endpoint_id] -= 1
+            self.start_send(job, target)
+        for endpoint_id, count in unused.items():
+            for _ in range(count):
+                self.gates.release(endpoint_id)
+        if unused.total() and self.left_due:
+            self.wake.set()
+
     def start_send(self, job: Claimed, target: Target) -> None:
         task = asyncio.get_running_loop().create_task(self.deliver(job, target),
                                                       name=f"deliver-{job.id}")
@@ -261,7 +349,8 @@ class Dispatcher:
         finally:
             self.gates.release(job.endpoint_id)
             self.in_flight.pop(job.id, None)
-            self.wake.set()
+            if self.left_due:
+                self.wake.set()
         settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng,
                             target.kind)
         settlement.probe = self.probing.get(job.endpoint_id) == job.id
@@ -299,7 +388,8 @@ class Dispatcher:
         while not self.stopping:
             self.route_wake.clear()
             try:
-                if await self.router.route_all():
+                await self.router.route_all()
+                if self.router.queued:
                     self.wake.set()
                 failing = False
             except Exception as exc:  # noqa: BLE001

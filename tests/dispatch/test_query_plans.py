@@ -96,6 +96,10 @@ async def generic_plan(connection, sql: str, *args) -> str:
 
 
 def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) and value and isinstance(value[0], bool):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::bool[]"
     if isinstance(value, list):
         return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::" + (
             "int[]" if value and isinstance(value[0], int) else "text[]")
@@ -122,8 +126,10 @@ async def test_the_generic_plans_walk_the_partial_indexes(db):
         unrouted = await generic_plan(connection, _TAKE_UNROUTED, 500, False)
         assert await uses(connection, unrouted, "event_unrouted_pkey"), unrouted
         route = await generic_plan(connection, _ROUTE, ["evt_1"], ["dlv_1"], ["evt_1"],
-                                   ["ep_1"], True)
+                                   ["ep_1"], [True], "me", 15.0, 30.0)
         assert not full_scan(route), route
+        # The leased deliveries' events: one primary-key lookup each.
+        assert await uses(connection, route, "event_pkey"), route
 
 
 async def test_claims_are_not_planned_per_call(db):
@@ -179,3 +185,4 @@ async def test_claims_walk_the_due_index_on_a_partition_without_statistics(db):
             assert "Bitmap" not in claim, claim
             assert re.search(r"LockRows[^\n]*\n\s*->  Sort", claim) is None, claim
             assert "JIT" not in claim, claim
+

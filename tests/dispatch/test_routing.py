@@ -7,6 +7,7 @@ import asyncio
 import os
 
 import asyncpg
+from django.conf import settings
 
 from dispatch.models import Endpoint
 from dispatch.queue import pooled
@@ -190,25 +191,102 @@ async def test_routing_wakes_the_dispatchers_only_when_it_created_deliveries(db_
             await listener.remove_listener("relay_due", on_notify)
 
 
-async def test_deliveries_its_own_dispatcher_can_take_wake_no_other(db_left_empty):
-    """A router with room for what it creates leaves it to its own dispatcher (woken in
-    process); only more than that wakes the others."""
+class RecordingTaker:
+    """A `dispatch.routing.Taker` that reserves the first `room` deliveries and records
+    what routing hands it (the dispatcher's own is tested end to end in test_handoff)."""
+
+    owner = "taker-1"
+    lease_margin = 30.0
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.reserved: list[str] = []
+        self.ready_rows: list = []
+        self.given: list[tuple[list, list[str]]] = []
+
+    async def reserve(self, connection, subscriptions, endpoint_ids) -> list[bool]:
+        mine = [n < self.room for n in range(len(endpoint_ids))]
+        self.reserved = [e for e, m in zip(endpoint_ids, mine, strict=True) if m]
+        return mine
+
+    async def ready(self, connection, rows) -> list:
+        from dispatch.queue import claimed_from_row
+
+        self.ready_rows = list(rows)
+        return [claimed_from_row(row) for row in rows]
+
+    def taken(self, jobs, reserved) -> None:
+        self.given.append((list(jobs), list(reserved)))
+
+
+async def test_deliveries_the_routing_dispatcher_has_room_for_come_leased_to_it(
+        db_left_empty):
+    """Reserved deliveries are inserted leased to the routing dispatcher and handed to it
+    with what sending needs (no claim); the rest are inserted due, and only they wake the
+    dispatchers."""
     await endpoint("ep_all")
     heard: list[str] = []
 
     def on_notify(connection, pid, channel, payload) -> None:
-        heard.append(payload or "due")
+        heard.append(channel)
 
-    router = Router(room=lambda: 2)
+    taker = RecordingTaker(room=3)
+    router = Router(taker=taker)
     async with pooled() as listener:
         await listener.add_listener("relay_due", on_notify)
         try:
             await add_events(1, 2)
-            assert await router.route_batch() == (2, 2, 2)
-            await add_events(3, 5)
-            assert await router.route_batch() == (3, 3, 3)
+            assert await router.route_all() == 2 and router.queued == 0
+            [(jobs, reserved)] = taker.given
+            assert sorted(reserved) == ["ep_all", "ep_all"]
+            assert sorted(job.event_id for job in jobs) == [f"evt_{n:026d}" for n in (1, 2)]
+            assert {job.attempt for job in jobs} == {1}
+            assert jobs[0].body.startswith(b'{"n": ') and jobs[0].endpoint_exists
+            async with pooled() as connection:
+                rows = await connection.fetch(
+                    "SELECT status, lease_owner, lease_expires_at - now() AS lease"
+                    " FROM delivery")
+            assert {row["status"] for row in rows} == {"delivering"}
+            assert {row["lease_owner"] for row in rows} == {"taker-1"}
+            lease = settings.RELAY_DELIVERY_TIMEOUT + taker.lease_margin
+            assert all(abs(row["lease"].total_seconds() - lease) < 5 for row in rows)
+
+            taker.given.clear()
+            await add_events(3, 7)  # 5 deliveries to ep_all, 3 reserved
+            assert await router.route_all() == 5 and router.queued == 2
+            [(jobs, reserved)] = taker.given
+            assert len(jobs) == 3 and len(reserved) == 3
             await wait_until(lambda: heard, timeout=5, message="the relay_due notification")
-            # Notifications arrive in order: the first batch's would be here too.
-            assert heard == ["due"]
+            # Notifications arrive in order: had the first pass notified, it would be here.
+            assert heard == ["relay_due"]
         finally:
             await listener.remove_listener("relay_due", on_notify)
+    async with pooled() as connection:
+        counts = dict(await connection.fetch(
+            "SELECT status, count(*) FROM delivery GROUP BY status"))
+    assert counts == {"delivering": 5, "pending": 2}
+
+
+async def test_a_reservation_for_an_endpoint_that_cannot_be_sent_to_is_handed_back(
+        db_left_empty):
+    """Routing reads the endpoint again in its statement: one whose circuit opened since
+    the subscriptions were read gets its delivery parked, not leased, and the
+    reservation comes back unused."""
+    await endpoint("ep_all")
+    taker = RecordingTaker(room=5)
+    router = Router(taker=taker)
+    await add_events(1, 1)
+    await router.route_all()  # subscriptions cached
+    taker.given.clear()
+    async with pooled() as connection:
+        await connection.execute(
+            "UPDATE endpoint SET circuit_opened_at = now() WHERE id = 'ep_all'")
+    await add_events(2, 2)
+    assert await router.route_all() == 1 and router.queued == 0
+    [(jobs, reserved)] = taker.given
+    assert jobs == [] and reserved == ["ep_all"]
+    async with pooled() as connection:
+        row = await connection.fetchrow(
+            "SELECT status, next_attempt_at, lease_owner FROM delivery WHERE event_id = $1",
+            f"evt_{2:026d}")
+    assert dict(row) == {"status": "pending", "next_attempt_at": None, "lease_owner": None}
