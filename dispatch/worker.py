@@ -466,6 +466,11 @@ class Dispatcher:
         if self._main is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
+        # A routing pass under way may still hand this process deliveries: let it end
+        # (it reserves nothing more), so that they are among the sends waited for.
+        routing = [task for task in self._tasks if task.get_name() == "dispatch-route"]
+        if routing:
+            await asyncio.wait(routing, timeout=self.shutdown_grace)
         pending_tasks = [task for _, task in self.in_flight.values()]
         if pending_tasks:
             await asyncio.wait(pending_tasks, timeout=self.shutdown_grace)
