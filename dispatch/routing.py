@@ -121,9 +121,9 @@ already leased to it ($6; the lease lasts the endpoint's timeout, else $7, plus 
 their endpoint can be sent to, and come back with what sending them needs (the columns of
 a claim): they are sent without a claim, and wake no dispatcher. One row at least: the
 counts, with `id` NULL when nothing was leased. Rows go in in the order given, event
-by event: deliveries due at the same moment are claimed in that order. Each event is read by its primary key
-(`OFFSET 0` keeps the lookup a nested loop, whatever the kept generic plan thinks of the
-table's size)."""
+by event: deliveries due at the same moment are claimed in that order. Each event is read
+by its primary key (`OFFSET 0` keeps the lookup a nested loop, whatever the kept generic
+plan thinks of the table's size)."""
 
 
 class Taker(Protocol):
