@@ -117,10 +117,10 @@ class Dispatcher:
         gates to hand them back."""
         self.claim_failing = False
         self.left_due = True
-        """The last claim may have left due deliveries behind (it took all it asked for,
-        or an endpoint's limit held some back): a slot that frees up wakes a claim. Else
-        a claim waits for news that something is due (a notification, routing, a retry
-        time, the poll), instead of one per finished send that would find nothing."""
+        """The last claim may have left due deliveries behind (it found some, or an
+        endpoint's limit kept it from looking): a slot that frees up wakes a claim. After
+        a claim that found nothing, claims wait for news that something is due (a
+        notification, routing, a retry time, the poll) instead of one per finished send."""
         self.probing: dict[str, str] = {}
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
         self.next_due: datetime | None = None
@@ -203,8 +203,8 @@ class Dispatcher:
                 self.lease_margin, allowances, reserved, self.circuit_cooldown)
             if len(rows) < free:
                 self.next_due = next_due
-            self.left_due = (len(rows) == free or bool(exclude)
-                             or self._held_back(rows, allowances, reserved))
+            self.left_due = bool(rows) or bool(exclude) or (
+                allowances is not None and min(allowances.values(), default=1) <= 0)
             if not rows:
                 return 0, []
             await self.targets.ensure(connection, {
@@ -239,23 +239,6 @@ class Dispatcher:
             await queue.finish_unattempted(connection, self.owner, orphaned, states.FAILED,
                                            "event_missing")
         return len(rows), to_send
-
-    def _held_back(self, rows: Sequence[Claimed], allowances: dict[str, int] | None,
-                   reserved: int) -> bool:
-        """Whether an endpoint's allowance may have kept due deliveries out of the claim:
-        it took all that one endpoint was allowed."""
-        if allowances is None:
-            return False
-        if any(allowed <= 0 for allowed in allowances.values()):
-            return True
-        for endpoint_id, count in Counter(row.endpoint_id for row in rows).items():
-            allowed = allowances.get(endpoint_id)
-            if allowed is None:
-                target = self.targets.get(endpoint_id)
-                allowed = (target.max_in_flight if target is not None else 1) - reserved
-            if count >= allowed:
-                return True
-        return False
 
     async def _circuit_check(self, connection: asyncpg.Connection, job: Claimed,
                              target: Target, now: datetime) -> tuple[bool, datetime | None]:
