@@ -3,10 +3,10 @@
     .venv/bin/python bench/dispatch_latency.py [--rate 200] [--duration 30] [--warmup 3]
 
 Starts, on 127.0.0.1 only: a throwaway PostgreSQL 16 (fsync on) with Relay's schema,
-Relay's web process (uvicorn, relay.asgi:application, lifespan on, 1 worker), one
-dispatcher process (`python manage.py dispatch`, as in production: the web process runs
-no dispatcher), and, in this process, a subscriber sink (aiohttp, answers 204, notes the
-time each request arrives with its `webhook-id` and path) and an open-loop sender.
+`manage.py runrelay` as `make run` starts it (its default web workers and dispatchers;
+`--web-workers N --dispatchers M` for others), and, in this process, a subscriber sink
+(aiohttp, answers 204, notes the time each request arrives with its `webhook-id` and
+path) and an open-loop sender.
 
 The sender posts a signed 1 KB webhook (an `hmac` source) to `/in/bench` `--rate` times a
 second, on schedule whatever the answers do (at most 1,000 unanswered), for `--warmup`

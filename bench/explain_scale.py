@@ -69,9 +69,9 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
     cutoff = NOW - timedelta(days=10)
     return [
         ("routing: read unrouted", routing._TAKE_UNROUTED, [500, False], None),
-        ("routing: mark and insert", routing._ROUTE,
+        ("routing: mark, insert, hand over", routing._ROUTE,
          [fresh, [f"dlv_{'z' * 10}{n:016d}" for n in range(3)], fresh, [ENDPOINT] * 3,
-          True], make_unrouted),
+          [True, True, False], "audit", 15.0, 30.0], make_unrouted),
         ("claim", queue._CLAIM, ["audit", 100, [], 15.0, 5.0, 30.0], None),
         ("claim within allowances", queue._CLAIM_WITHIN_ALLOWANCES,
          ["audit", 100, [], 15.0, 5.0, 200, [ENDPOINT], [5], 0, 30.0], None),
@@ -193,7 +193,7 @@ def literal(value: Any) -> str:
                      '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
                      for item in value]
             return "'{" + ",".join(items).replace("'", "''") + "}'"
-        cast = {int: "int[]", float: "float8[]", datetime: "timestamptz[]",
+        cast = {bool: "bool[]", int: "int[]", float: "float8[]", datetime: "timestamptz[]",
                 bytes: "bytea[]"}.get(next(iter(kinds)), "text[]")
         return f"ARRAY[{', '.join(literal(item) for item in value)}]::{cast}"
     return "'" + str(value).replace("'", "''") + "'"

@@ -2,7 +2,8 @@
 
 `Dispatcher.run_loop` is the whole engine, top to bottom (two claim loops, so a claim
 waiting for the database is no gap in sending). Around it run small helpers:
-the router (events → deliveries), the LISTEN connection (wake-ups), the lease sweeper
+the router (events → deliveries; those this process has room for come back leased to it
+and are sent without a claim), the LISTEN connection (wake-ups), the lease sweeper
 (deliveries of a dead dispatcher) and the settle writer (batched writes). Policies are
 imported pure functions; only the edges do I/O.
 """
