@@ -6,6 +6,7 @@ Prometheus scrapes (registered with the metrics core by the wiring, relay/apps.p
   `outcome` is `success`, `http_error` (a non-2xx answer) or the error kind
   (`timeout`, `connect`, `dns`, `tls`, `ssrf_blocked`, `protocol`).
 - `record_delivery_final(endpoint_id, status)` when a delivery reaches a final state.
+- `record_started(path, count)` as deliveries start: handed over by routing or claimed.
 """
 
 from __future__ import annotations
@@ -31,12 +32,25 @@ DELIVERIES = Counter(
     "relay_deliveries_completed", "Deliveries that reached a final status, by endpoint.",
     ["endpoint", "status"],
 )
+STARTED = Counter(
+    "relay_deliveries_started",
+    "Deliveries a dispatcher started sending, by how it got them: `routed` (leased as "
+    "routing made them) or `claimed` (taken from the queue: retries, and what routing "
+    "could not hand over).",
+    ["path"],
+)
 
 
 def record_attempt(endpoint_id: str, outcome: str, duration_seconds: float) -> None:
     """Count one HTTP try and observe its duration (the dispatcher calls this)."""
     ATTEMPTS.labels(endpoint_id, outcome).inc()
     ATTEMPT_DURATION.observe(duration_seconds)
+
+
+def record_started(path: str, count: int) -> None:
+    """Count `count` deliveries started through `path` (`routed` or `claimed`)."""
+    if count:
+        STARTED.labels(path).inc(count)
 
 
 def record_delivery_final(endpoint_id: str, status: str) -> None:

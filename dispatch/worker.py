@@ -31,6 +31,7 @@ from dispatch.address_policy import parse_allowlist
 from dispatch.alerts import AlertEvaluator
 from dispatch.endpoints import Subscription, Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
+from dispatch.metrics import record_started
 from dispatch.notify.smtp import parse_smtp_url
 from dispatch.queue import Claimed, PutBack, pooled
 from dispatch.retry import (
@@ -239,6 +240,7 @@ class Dispatcher:
             await queue.finish_unattempted(connection, self.owner, cancelled, states.CANCELLED, None)
             await queue.finish_unattempted(connection, self.owner, orphaned, states.FAILED,
                                            "event_missing")
+        record_started("claimed", len(to_send))
         return len(rows), to_send
 
     async def _circuit_check(self, connection: asyncpg.Connection, job: Claimed,
@@ -313,6 +315,7 @@ class Dispatcher:
             assert target is not None, "ready() kept only jobs with a target"
             unused[job.endpoint_id] -= 1
             self.start_send(job, target)
+        record_started("routed", len(jobs))
         for endpoint_id, count in unused.items():
             for _ in range(count):
                 self.gates.release(endpoint_id)

@@ -3,6 +3,7 @@ leases them, and exactly one attempt reaches the subscriber (real PostgreSQL, HT
 
 from __future__ import annotations
 
+from dispatch.metrics import STARTED
 from tests.dispatch.conftest import make_endpoint, make_source, post_event, wait_for_statuses
 
 EVENTS = 20
@@ -22,8 +23,13 @@ async def watch_claims(dispatcher) -> list[int]:
     return leased
 
 
+def started(path: str) -> float:
+    return STARTED.labels(path)._value.get()
+
+
 async def test_what_the_routing_dispatcher_has_room_for_is_sent_without_a_claim(
         client, admin, sink, start_dispatcher):
+    routed, claimed = started("routed"), started("claimed")
     dispatcher = await start_dispatcher()
     leased = await watch_claims(dispatcher)
     await make_source(client, admin, "shop")
@@ -37,6 +43,8 @@ async def test_what_the_routing_dispatcher_has_room_for_is_sent_without_a_claim(
     assert {row.attempts_count for row in rows} == {1}
     assert [sink.count(path) for path in paths] == [EVENTS, EVENTS]
     assert not sink.overlaps
+    # What operators see: every delivery started as routed, none claimed.
+    assert (started("routed") - routed, started("claimed") - claimed) == (2 * EVENTS, 0)
 
 
 async def test_what_does_not_fit_is_left_due_and_claimed(client, admin, sink,
