@@ -127,6 +127,8 @@ class Dispatcher:
         """Endpoint id → the delivery sent as its circuit's probe, until that settles."""
         self.next_due: datetime | None = None
         self.stopping = False
+        self._stopped = asyncio.Event()
+        self._routing: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._main: asyncio.Task[None] | None = None
 
@@ -386,8 +388,9 @@ class Dispatcher:
             if self.router.other_routes:
                 # Another dispatcher routes, woken by the same notifications: answering
                 # them too would only find its lock taken. Look again after a poll, in
-                # case it has stopped.
-                await asyncio.sleep(self.poll_interval)
+                # case it has stopped (or at once when this one stops).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), self.poll_interval)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.route_wake.wait(), self.poll_interval)
@@ -432,9 +435,10 @@ class Dispatcher:
             EVENT_CHANNEL: self.route_wake.set,
             queue.DUE_CHANNEL: self.wake.set,
         })
+        self._routing = loop.create_task(self.route_loop(), name="dispatch-route")
         self._tasks = [
             loop.create_task(listener.run(), name="dispatch-listen"),
-            loop.create_task(self.route_loop(), name="dispatch-route"),
+            self._routing,
             loop.create_task(self.sweep_loop(), name="dispatch-sweep"),
             loop.create_task(self.circuit_loop(), name="dispatch-circuits"),
             loop.create_task(self.settler.run(), name="dispatch-settle"),
@@ -447,6 +451,7 @@ class Dispatcher:
         """Stop claiming, give sends in flight `shutdown_grace` seconds to finish, put
         back whatever did not (lease cleared, due now), write every settled attempt."""
         self.stopping = True
+        self._stopped.set()
         self.alerts.stopping = True
         self.wake.set()
         self.route_wake.set()
@@ -455,9 +460,8 @@ class Dispatcher:
                 await self._main
         # A routing pass under way may still hand this process deliveries: let it end
         # (it reserves nothing more), so that they are among the sends waited for.
-        routing = [task for task in self._tasks if task.get_name() == "dispatch-route"]
-        if routing:
-            await asyncio.wait(routing, timeout=self.shutdown_grace)
+        if self._routing is not None:
+            await asyncio.wait([self._routing], timeout=self.shutdown_grace)
         pending_tasks = [task for _, task in self.in_flight.values()]
         if pending_tasks:
             await asyncio.wait(pending_tasks, timeout=self.shutdown_grace)

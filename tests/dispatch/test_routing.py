@@ -290,3 +290,20 @@ async def test_a_reservation_for_an_endpoint_that_cannot_be_sent_to_is_handed_ba
             "SELECT status, next_attempt_at, lease_owner FROM delivery WHERE event_id = $1",
             f"evt_{2:026d}")
     assert dict(row) == {"status": "pending", "next_attempt_at": None, "lease_owner": None}
+
+
+async def test_a_dispatcher_leaving_the_routing_to_another_stops_at_once(
+        db_left_empty, start_dispatcher):
+    """Waiting out its poll while another dispatcher routes must not hold up `stop()`,
+    which waits for a routing pass under way."""
+    import time
+
+    dispatcher = await start_dispatcher(poll_interval=5.0)
+    async with pooled() as other, other.transaction():
+        await other.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
+        dispatcher.route_wake.set()
+        await wait_until(lambda: dispatcher.router.other_routes,
+                         message="the dispatcher to find the routing lock taken")
+        started = time.monotonic()
+        await dispatcher.stop()
+        assert time.monotonic() - started < 2.0
