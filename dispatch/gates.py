@@ -25,6 +25,8 @@ class Gate:
     in_flight: int = 0
     tokens: float = 0.0
     refilled_at: float = -math.inf
+    waiting: int = 0
+    """Deliveries this process holds that wait for the next free place (`try_wait`)."""
 
     def _refill(self, now: float) -> None:
         if self.rate is None:
@@ -50,9 +52,20 @@ class Gate:
     def release(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
+    def try_wait(self) -> bool:
+        """Take a place in the line for the next free place: at most `max_in_flight`
+        wait, so an endpoint that stops answering holds its own places and as many
+        deliveries again, never more. Only when it is full and not rate limited (a
+        token comes at a time, not when a send ends)."""
+        if (self.rate is not None or self.in_flight < self.max_in_flight
+                or self.waiting >= self.max_in_flight):
+            return False
+        self.waiting += 1
+        return True
+
     def allowance(self, now: float) -> int:
         """How many more requests it would admit right now (tokens are not taken)."""
-        free = self.max_in_flight - self.in_flight
+        free = self.max_in_flight - self.in_flight - self.waiting
         if free <= 0:
             return 0
         self._refill(now)
@@ -61,7 +74,7 @@ class Gate:
     def ready_at(self, now: float) -> float:
         """When this gate could admit again: now, a time in the future (waiting for a
         token), or infinity (waiting for a request in flight to finish)."""
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight + self.waiting >= self.max_in_flight:
             return math.inf
         self._refill(now)
         if self.rate is None or self.tokens >= 1.0:
@@ -81,12 +94,25 @@ class Gates:
             gate.max_in_flight, gate.rate = max_in_flight, rate
         return gate
 
+    def get(self, endpoint_id: str) -> Gate | None:
+        return self._gates.get(endpoint_id)
+
     def release(self, endpoint_id: str) -> None:
         gate = self._gates.get(endpoint_id)
         if gate is not None:
             gate.release()
-            if gate.in_flight == 0 and gate.rate is None:
-                del self._gates[endpoint_id]
+            self._forget_idle(endpoint_id, gate)
+
+    def stop_waiting(self, endpoint_id: str) -> None:
+        """A place in the line (`Gate.try_wait`) is given up or turned into a send."""
+        gate = self._gates.get(endpoint_id)
+        if gate is not None:
+            gate.waiting = max(0, gate.waiting - 1)
+            self._forget_idle(endpoint_id, gate)
+
+    def _forget_idle(self, endpoint_id: str, gate: Gate) -> None:
+        if gate.in_flight == 0 and gate.waiting == 0 and gate.rate is None:
+            del self._gates[endpoint_id]
 
     def allowances(self, now: float, below: float) -> dict[str, int]:
         """Endpoint → requests its gate would admit now, for the gates that would admit

@@ -70,21 +70,21 @@ WITH marked AS (
     SELECT v.id, v.event_id, v.endpoint_id, e.timeout_seconds,
            coalesce(e.enabled AND e.kind <> 'cli' AND e.circuit_opened_at IS NULL, false)
                AS sendable,
-           coalesce(v.mine, false) AS mine,
+           coalesce(v.spans, 0) AS spans,
            v.ord
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) WITH ORDINALITY
-         AS v(id, event_id, endpoint_id, mine, ord)
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY
+         AS v(id, event_id, endpoint_id, spans, ord)
     JOIN marked ON marked.id = v.event_id
     LEFT JOIN endpoint e ON e.id = v.endpoint_id
 ), inserted AS (
     INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
                           next_attempt_at, lease_owner, lease_expires_at, created_at)
     SELECT id, event_id, endpoint_id,
-           CASE WHEN mine AND sendable THEN '{DELIVERING}' ELSE '{PENDING}' END, 0, 0,
+           CASE WHEN spans > 0 AND sendable THEN '{DELIVERING}' ELSE '{PENDING}' END, 0, 0,
            CASE WHEN sendable THEN now() END,
-           CASE WHEN mine AND sendable THEN $6 END,
-           CASE WHEN mine AND sendable THEN now() + make_interval(
-               secs => coalesce(timeout_seconds, $7) + $8) END,
+           CASE WHEN spans > 0 AND sendable THEN $6 END,
+           CASE WHEN spans > 0 AND sendable THEN now() + make_interval(
+               secs => coalesce(timeout_seconds, $7) * spans + $8) END,
            now()
     FROM made ORDER BY ord
     RETURNING id, event_id, endpoint_id, status, next_attempt_at
@@ -116,8 +116,9 @@ endpoint, or to one whose circuit is open, is inserted parked: it is not claimed
 nor updated until the endpoint is enabled or its circuit closes
 (dispatch.queue.circuit_upkeep).
 
-Deliveries the routing dispatcher has reserved room for ($5, see `Taker`) are inserted
-already leased to it ($6; the lease lasts the endpoint's timeout, else $7, plus $8) when
+Deliveries the routing dispatcher has reserved room for ($5 > 0, see `Taker`) are inserted
+already leased to it ($6; the lease lasts $5 times the endpoint's timeout, else $7, plus
+$8: one timeout for a delivery sent at once, two for one that first waits its turn) when
 their endpoint can be sent to, and come back with what sending them needs (the columns of
 a claim): they are sent without a claim, and wake no dispatcher. One row at least: the
 counts, with `id` NULL when nothing was leased. Rows go in in the order given, event
@@ -136,17 +137,24 @@ class Taker(Protocol):
 
     async def reserve(self, connection: asyncpg.Connection,
                       subscriptions: Sequence[Subscription],
-                      endpoint_ids: Sequence[str]) -> list[bool]:
-        """A slot and the endpoint gate's admission for each delivery it can send now."""
+                      endpoint_ids: Sequence[str]) -> list[int]:
+        """For each delivery about to be made: 0 when it is left due; else how many of
+        its endpoint's timeouts its lease must cover: SEND_NOW (a slot and the gate's
+        admission are held for it) or WAIT_TURN (the gate is full: it waits for the next
+        place the endpoint's sends in flight free, then is sent)."""
 
     async def ready(self, connection: asyncpg.Connection,
                     rows: Sequence[asyncpg.Record]) -> list[Claimed]:
         """The leased rows it will send (in the routing transaction: anything it cannot
         send is put back there)."""
 
-    def taken(self, jobs: Sequence[Claimed], reserved: Sequence[str]) -> None:
-        """After the commit: send `jobs`; give back what `reserved` (endpoint ids) held
-        beyond them."""
+    def taken(self, jobs: Sequence[Claimed], reserved: Mapping[str, tuple[str, int]]) -> None:
+        """After the commit: send `jobs`; give back what `reserved` (delivery id →
+        endpoint id, what `reserve` answered) held beyond them."""
+
+
+SEND_NOW = 1
+WAIT_TURN = 2
 
 
 log = logging.getLogger("relay.dispatch")
@@ -201,7 +209,7 @@ class Router:
     async def route_batch(self) -> tuple[int, int, int]:
         """Route up to one batch; returns (events read, events routed here, deliveries
         created). Events read but routed by another dispatcher count only as read."""
-        reserved: list[str] = []
+        reserved: dict[str, tuple[str, int]] = {}
         jobs: list[Claimed] = []
         try:
             async with pooled() as connection, planned_once(connection):
@@ -217,16 +225,18 @@ class Router:
                 if not rows:
                     return 0, 0, 0
                 pairs = await match(subscriptions, rows)
-                mine = [False] * len(pairs)
+                ids = new_delivery_ids(len(pairs))
+                spans = [0] * len(pairs)
                 if self.taker is not None and pairs:
-                    mine = await self.taker.reserve(connection, subscriptions,
-                                                    [endpoint_id for _, endpoint_id in pairs])
-                    reserved = [endpoint_id for (_, endpoint_id), m in zip(pairs, mine,
-                                                                            strict=True) if m]
+                    spans = await self.taker.reserve(connection, subscriptions,
+                                                     [endpoint_id for _, endpoint_id in pairs])
+                    reserved = {delivery_id: (endpoint_id, span) for delivery_id,
+                                (_, endpoint_id), span in zip(ids, pairs, spans, strict=True)
+                                if span}
                 routed = await connection.fetch(
-                    _ROUTE, [row["id"] for row in rows], new_delivery_ids(len(pairs)),
+                    _ROUTE, [row["id"] for row in rows], ids,
                     [event_id for event_id, _ in pairs],
-                    [endpoint_id for _, endpoint_id in pairs], mine,
+                    [endpoint_id for _, endpoint_id in pairs], spans,
                     self.taker.owner if self.taker is not None else None,
                     settings.RELAY_DELIVERY_TIMEOUT,
                     self.taker.lease_margin if self.taker is not None else 0.0)

@@ -19,8 +19,8 @@ import random
 import secrets
 import socket
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -40,7 +40,7 @@ from dispatch.retry import (
     CircuitState,
     circuit_status,
 )
-from dispatch.routing import Router
+from dispatch.routing import SEND_NOW, WAIT_TURN, Router
 from dispatch.sender import send
 from dispatch.service import beside_jobs
 from dispatch.settle import Settlement, SettleWriter, decide
@@ -102,6 +102,12 @@ class Dispatcher:
         self.wake = asyncio.Event()
         self.route_wake = asyncio.Event()
         self.in_flight: dict[str, tuple[Claimed, asyncio.Task[None]]] = {}
+        self.behind: dict[str, deque[tuple[Claimed, Target, float]]] = {}
+        """Endpoint id → deliveries routed here that wait for a place in its full gate
+        (`Gate.try_wait`: at most its `max_in_flight`), each with the monotonic time by
+        which it must start: its lease covers one timeout of waiting and one of sending.
+        A burst of events for one endpoint is sent as its requests finish, on the cheap
+        path, instead of going through the queue and a claim."""
         self.claiming = 0
         """Slots reserved by claims waiting for the database."""
         self.claim_batch = max(1, math.ceil(self.concurrency / CLAIMERS))
@@ -236,7 +242,7 @@ class Dispatcher:
                     if go:
                         to_send.append((job, target))
                     else:
-                        self.gates.release(job.endpoint_id)
+                        self._release(job.endpoint_id)
                         back.append(PutBack(job.id, job.endpoint_id, again))
             await queue.put_back(connection, self.owner, back)
             await queue.finish_unattempted(connection, self.owner, cancelled, states.CANCELLED, None)
@@ -267,35 +273,38 @@ class Dispatcher:
 
     async def reserve(self, connection: asyncpg.Connection,
                       subscriptions: Sequence[Subscription],
-                      endpoint_ids: Sequence[str]) -> list[bool]:
-        """A free slot and the gate's admission for each delivery about to be routed that
-        this process can send now; the others are left due for any dispatcher's claim.
+                      endpoint_ids: Sequence[str]) -> list[int]:
+        """For each delivery about to be routed: SEND_NOW with a free slot and the gate's
+        admission, WAIT_TURN with a place in the line of its full gate, else 0: left due
+        for any dispatcher's claim.
 
         A claim out while nothing is backlogged holds every free slot but finds little or
         nothing: the slots are not left to it, or a poll would send the next deliveries
         through the queue. Should it come back with rows all the same, the sends in flight
-        exceed `concurrency` by those rows until they finish."""
+        exceed `concurrency` by those rows until they finish. A delivery waiting its turn
+        holds no slot: it takes the one its endpoint's finished send leaves."""
         if self.stopping:
-            return [False] * len(endpoint_ids)
+            return [0] * len(endpoint_ids)
         free = (self.concurrency - len(self.in_flight)
                 - (self.claiming if self.backlogged else 0))
-        if free <= 0:
-            return [False] * len(endpoint_ids)
         wanted = set(endpoint_ids)
         await self.targets.ensure(connection, {
             sub.id: sub.updated_at for sub in subscriptions if sub.id in wanted})
         clock = time.monotonic()
-        taken: list[bool] = []
+        spans: list[int] = []
         for endpoint_id in endpoint_ids:
             target = self.targets.get(endpoint_id)
-            ok = (free > 0 and target is not None and target.kind != "cli"
-                  and endpoint_id not in self.probing
-                  and self.gates.gate(endpoint_id, target.max_in_flight,
-                                      target.rate_limit).try_acquire(clock))
-            free -= ok
-            taken.append(ok)
-        self.claiming += sum(taken)
-        return taken
+            span = 0
+            if (target is not None and target.kind != "cli"
+                    and endpoint_id not in self.probing):
+                gate = self.gates.gate(endpoint_id, target.max_in_flight, target.rate_limit)
+                if free > 0 and gate.try_acquire(clock):
+                    span, free = SEND_NOW, free - 1
+                elif gate.try_wait():
+                    span = WAIT_TURN
+            spans.append(span)
+        self.claiming += spans.count(SEND_NOW)
+        return spans
 
     async def ready(self, connection: asyncpg.Connection,
                     rows: Sequence[asyncpg.Record]) -> list[Claimed]:
@@ -309,20 +318,57 @@ class Dispatcher:
                 PutBack(job.id, job.endpoint_id, later) for job in unreadable])
         return [job for job in jobs if self.targets.get(job.endpoint_id) is not None]
 
-    def taken(self, jobs: Sequence[Claimed], reserved: Sequence[str]) -> None:
-        self.claiming -= len(reserved)
-        unused = Counter(reserved)
+    def taken(self, jobs: Sequence[Claimed], reserved: Mapping[str, tuple[str, int]]) -> None:
+        self.claiming -= sum(span == SEND_NOW for _, span in reserved.values())
+        left = dict(reserved)
+        started = 0
         for job in jobs:
             target = self.targets.get(job.endpoint_id)
             assert target is not None, "ready() kept only jobs with a target"
-            unused[job.endpoint_id] -= 1
-            self.start_send(job, target)
-        record_started("routed", len(jobs))
-        for endpoint_id, count in unused.items():
-            for _ in range(count):
-                self.gates.release(endpoint_id)
-        if unused.total() and self.left_due:
+            _, span = left.pop(job.id)
+            if span == SEND_NOW:
+                self.start_send(job, target)
+                started += 1
+            else:
+                self.behind.setdefault(job.endpoint_id, deque()).append(
+                    (job, target, time.monotonic() + target.timeout))
+        record_started("routed", started)
+        for endpoint_id, span in left.values():
+            if span == SEND_NOW:
+                self._release(endpoint_id)
+            else:
+                self.gates.stop_waiting(endpoint_id)
+        for endpoint_id in {job.endpoint_id for job in jobs}:
+            self._next_in_line(endpoint_id)
+        if left and self.left_due:
             self.wake.set()
+
+    def _release(self, endpoint_id: str) -> None:
+        """A send to the endpoint ended (or a place held for one is not used): the place
+        goes to the next delivery waiting its turn, if any."""
+        self.gates.release(endpoint_id)
+        self._next_in_line(endpoint_id)
+
+    def _next_in_line(self, endpoint_id: str) -> None:
+        """Start the deliveries waiting for the endpoint's gate, as many as it admits.
+        One that can no longer start within its lease is left to it: the lease expires
+        and the sweep makes it due again, so it is never sent twice at once."""
+        line = self.behind.get(endpoint_id)
+        if not line or self.stopping:
+            return
+        clock = time.monotonic()
+        while line:
+            job, target, start_by = line[0]
+            if clock <= start_by:
+                gate = self.gates.gate(endpoint_id, target.max_in_flight, target.rate_limit)
+                if not gate.try_acquire(clock):
+                    break
+                self.start_send(job, target)
+                record_started("routed", 1)
+            line.popleft()
+            self.gates.stop_waiting(endpoint_id)
+        if not line:
+            del self.behind[endpoint_id]
 
     def start_send(self, job: Claimed, target: Target) -> None:
         task = asyncio.get_running_loop().create_task(self.deliver(job, target),
@@ -336,8 +382,8 @@ class Dispatcher:
                                 version=settings.VERSION, smtp=self.smtp,
                                 smtp_from=settings.RELAY_SMTP_FROM)
         finally:
-            self.gates.release(job.endpoint_id)
             self.in_flight.pop(job.id, None)
+            self._release(job.endpoint_id)
             if self.left_due:
                 self.wake.set()
         settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng,
@@ -466,6 +512,8 @@ class Dispatcher:
         if pending_tasks:
             await asyncio.wait(pending_tasks, timeout=self.shutdown_grace)
         unfinished = [job for job, _ in self.in_flight.values()]
+        unfinished += [job for line in self.behind.values() for job, _, _ in line]
+        self.behind.clear()
         for _, task in list(self.in_flight.values()):
             task.cancel()
         if pending_tasks:

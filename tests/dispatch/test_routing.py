@@ -198,16 +198,17 @@ class RecordingTaker:
     owner = "taker-1"
     lease_margin = 30.0
 
-    def __init__(self, room: int) -> None:
+    def __init__(self, room: int, span: int = 1) -> None:
         self.room = room
+        self.span = span
         self.reserved: list[str] = []
         self.ready_rows: list = []
         self.given: list[tuple[list, list[str]]] = []
 
-    async def reserve(self, connection, subscriptions, endpoint_ids) -> list[bool]:
-        mine = [n < self.room for n in range(len(endpoint_ids))]
-        self.reserved = [e for e, m in zip(endpoint_ids, mine, strict=True) if m]
-        return mine
+    async def reserve(self, connection, subscriptions, endpoint_ids) -> list[int]:
+        spans = [self.span if n < self.room else 0 for n in range(len(endpoint_ids))]
+        self.reserved = [e for e, m in zip(endpoint_ids, spans, strict=True) if m]
+        return spans
 
     async def ready(self, connection, rows) -> list:
         from dispatch.queue import claimed_from_row
@@ -216,7 +217,7 @@ class RecordingTaker:
         return [claimed_from_row(row) for row in rows]
 
     def taken(self, jobs, reserved) -> None:
-        self.given.append((list(jobs), list(reserved)))
+        self.given.append((list(jobs), [endpoint_id for endpoint_id, _ in reserved.values()]))
 
 
 async def test_deliveries_the_routing_dispatcher_has_room_for_come_leased_to_it(
@@ -265,6 +266,23 @@ async def test_deliveries_the_routing_dispatcher_has_room_for_come_leased_to_it(
         counts = dict(await connection.fetch(
             "SELECT status, count(*) FROM delivery GROUP BY status"))
     assert counts == {"delivering": 5, "pending": 2}
+
+
+async def test_a_delivery_that_waits_its_turn_is_leased_for_the_wait_too(db_left_empty):
+    """A delivery the taker will hold behind its endpoint's full gate (WAIT_TURN) must stay
+    leased while it waits one timeout and is then sent for up to another: its lease covers
+    two timeouts, or the sweep could hand it to a claim while it is still held here."""
+    from dispatch.routing import WAIT_TURN
+
+    await endpoint("ep_all")
+    taker = RecordingTaker(room=1, span=WAIT_TURN)
+    await add_events(1, 1)
+    assert await Router(taker=taker).route_all() == 1
+    async with pooled() as connection:
+        lease = await connection.fetchval(
+            "SELECT extract(epoch FROM lease_expires_at - now()) FROM delivery")
+    expected = 2 * settings.RELAY_DELIVERY_TIMEOUT + taker.lease_margin
+    assert abs(float(lease) - expected) < 5, lease
 
 
 async def test_a_reservation_for_an_endpoint_that_cannot_be_sent_to_is_handed_back(
