@@ -17,6 +17,12 @@ time the sender started the POST of its event (one clock: same process).
 Baseline, same run: the same sender posts the same body straight to the sink at the same
 rate, three requests per tick (one per path): the network + sink + sender floor.
 
+`--common-path`: the path real providers take, with bad subscribers among the good: the
+source is a `standard_webhooks` one (verified, deduplicated on a fresh `webhook-id` per
+event), and two more endpoints take every event beside the three measured: one always
+answering 500 (its circuit opens, its deliveries are parked) and a black hole (never
+answers; its requests run into the delivery timeout).
+
 Prints p50, p99 and max for both and the ratios, where the time goes (ingest → routed →
 first attempt → received, from the stored timestamps), and checks that every event was
 delivered exactly once to each endpoint. Target: p99 ≤ 50 ms. Exits 1 on an error or a
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -58,9 +65,11 @@ from _dispatch_common import (
     verdict,
     wait_for,
 )
+from ingest_dedup import sign
 
 TARGET_P99_MS = 50.0
 PATHS = ("/a", "/b", "/c")
+BAD_PATHS = {"/failing": "always 500", "/blackhole": "never answers"}
 MAX_UNANSWERED = 1_000
 SIGNATURE_HEADER = "x-signature"
 
@@ -80,6 +89,10 @@ class Sink:
     async def _handle(self, request: web.Request) -> web.Response:
         arrived = time.perf_counter()
         await request.read()
+        if request.path == "/failing":
+            return web.Response(status=500)
+        if request.path == "/blackhole":
+            await asyncio.Event().wait()
         key = (request.headers.get("webhook-id", ""), request.path)
         if key in self.arrivals:
             self.duplicates += 1
@@ -90,7 +103,7 @@ class Sink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -157,13 +170,17 @@ def signed_headers(secret: str, body: bytes) -> dict[str, str]:
 async def through_relay(args: argparse.Namespace, web_base: str, secret: str, sink: Sink,
                         session: aiohttp.ClientSession) -> dict[str, Any]:
     body = BODY_JSON.encode()
-    headers = signed_headers(secret, body)
+    fixed = signed_headers(secret, body)
     sent: dict[str, float] = {}
     measuring = [False]
     statuses: dict[int, int] = {}
 
     async def fire(tick: int) -> None:
         started = time.perf_counter()
+        headers = fixed
+        if args.common_path:
+            headers = {"content-type": "application/json", "user-agent": "relay-bench/1",
+                       **sign(secret, f"msg_{tick}_{secrets.token_hex(6)}", body)}
         async with session.post(f"{web_base}/in/bench", data=body, headers=headers) as answer:
             statuses[answer.status] = statuses.get(answer.status, 0) + 1
             payload = await answer.json()
@@ -231,7 +248,8 @@ def arrivals(sink: Sink, sent: dict[str, float], loop: OpenLoop) -> dict[str, An
             "skipped": loop.skipped}
 
 
-async def stage_breakdown(stack: Stack, sent: dict[str, float]) -> dict[str, list[float]]:
+async def stage_breakdown(stack: Stack, sent: dict[str, float],
+                          measured: list[str]) -> dict[str, list[float]]:
     """Milliseconds per stage, from the stored timestamps (database and dispatcher clocks
     are the same machine's): received → routed (the delivery made), routed → first attempt
     starts, attempt."""
@@ -243,7 +261,8 @@ async def stage_breakdown(stack: Stack, sent: dict[str, float]) -> dict[str, lis
                    a.duration_ms AS send_ms
             FROM event e JOIN delivery d ON d.event_id = e.id
             JOIN attempt a ON a.delivery_id = d.id AND a.number = 1
-            WHERE e.id = ANY($1::text[])""", list(sent))
+            WHERE e.id = ANY($1::text[]) AND d.endpoint_id = ANY($2::text[])""",
+            list(sent), measured)
     finally:
         await connection.close()
     return {name: [float(row[name]) for row in rows] for name in ("route_ms", "claim_ms",
@@ -266,17 +285,25 @@ async def orchestrate(args: argparse.Namespace) -> int:
             "dispatchers) ...")
         relay = stack.runrelay("runrelay")
         dispatcher = relay
-        secret = secrets.token_hex(32)
+        if args.common_path:
+            secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            verification = {"kind": "standard_webhooks", "secret": secret}
+        else:
+            secret = secrets.token_hex(32)
+            verification = {"kind": "hmac", "secret": secret, "header": SIGNATURE_HEADER,
+                            "algorithm": "sha256", "encoding": "hex"}
         status, answer = http_json("POST", f"{relay.base}/api/v1/sources", {
-            "slug": "bench", "name": "latency",
-            "verification": {"kind": "hmac", "secret": secret, "header": SIGNATURE_HEADER,
-                             "algorithm": "sha256", "encoding": "hex"},
+            "slug": "bench", "name": "latency", "verification": verification,
         }, headers={"Authorization": f"Bearer {stack.token}"})
         if status != 201:
             raise BenchError(f"creating the source failed: {status} {answer}")
         extra = {"max_in_flight": args.max_in_flight} if args.max_in_flight else {}
-        stack.create_endpoints([{"url": sink.url(path), "description": f"latency {path}", **extra}
-                                for path in PATHS], web=relay)
+        measured = stack.create_endpoints([
+            {"url": sink.url(path), "description": f"latency {path}", **extra}
+            for path in PATHS], web=relay)
+        if args.common_path:
+            stack.create_endpoints([{"url": sink.url(path), "description": what}
+                                    for path, what in BAD_PATHS.items()], web=relay)
         say(f"  {load_average()}")
         connector = aiohttp.TCPConnector(limit=args.connections)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -288,7 +315,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
             load_relay = load_average()
             floor = await straight_to_sink(args, sink, session)
             load_floor = load_average()
-        stages = await stage_breakdown(stack, relayed["sent"])
+        stages = await stage_breakdown(stack, relayed["sent"], measured)
         checks = await count_deliveries(stack)
     finally:
         await sink.stop()
@@ -297,6 +324,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
     say()
     say(f"End-to-end latency at {args.rate:g} events/s x {len(PATHS)} endpoints, "
         f"{args.duration:g} s measured, 1 KB signed webhooks, PostgreSQL fsync on")
+    if args.common_path:
+        say("  common path: standard_webhooks source deduplicating on webhook-id; beside the "
+            "3 measured endpoints, " + " and ".join(
+                f"{path} ({what})" for path, what in BAD_PATHS.items()) + " take every event")
     say(f"  through Relay:        {figures(relayed['latencies'])}  "
         f"({len(relayed['latencies']):,} deliveries of {relayed['events']:,} events; "
         f"{load_relay})")
@@ -322,9 +353,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
         if result["skipped"]:
             problems.append(f"{name}: {result['skipped']} sends skipped ({MAX_UNANSWERED} "
                             "unanswered): the offered rate was not sustained")
-    if checks["deliveries"] != checks["events"] * len(PATHS):
+    endpoints = len(PATHS) + (len(BAD_PATHS) if args.common_path else 0)
+    if checks["deliveries"] != checks["events"] * endpoints:
         problems.append(f"{checks['deliveries']} deliveries for {checks['events']} events x "
-                        f"{len(PATHS)} endpoints")
+                        f"{endpoints} endpoints")
     if p99 <= TARGET_P99_MS:
         say(f"target p99 ≤ {TARGET_P99_MS:g} ms: met ({p99:.1f} ms)")
     return verdict(problems, f"p99 {p99:.1f} ms > {TARGET_P99_MS:g} ms"
@@ -350,6 +382,9 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (3)")
     parser.add_argument("--connections", type=int, default=64,
                         help="the sender's connection limit (64)")
+    parser.add_argument("--common-path", action="store_true",
+                        help="a deduplicating standard_webhooks source, and a failing endpoint "
+                             "and a black hole beside the three measured")
     parser.add_argument("--max-in-flight", type=int, default=None,
                         help="the endpoints' max_in_flight (default: the endpoint default)")
 

@@ -221,6 +221,7 @@ class Dispatcher:
                 row.endpoint_id: row.endpoint_updated_at for row in rows if row.endpoint_exists
             })
             to_send, back, cancelled, orphaned = [], [], [], []
+            refused = 0
             now, clock = utcnow(), time.monotonic()
             for job in rows:
                 target = self.targets.get(job.endpoint_id)
@@ -236,7 +237,7 @@ class Dispatcher:
                 elif not self.gates.gate(job.endpoint_id, target.max_in_flight,
                                          target.rate_limit).try_acquire(clock):
                     back.append(PutBack(job.id, job.endpoint_id, job.due_at))
-                    self.left_due = True
+                    refused += 1
                 else:
                     go, again = await self._circuit_check(connection, job, target, now)
                     if go:
@@ -245,6 +246,11 @@ class Dispatcher:
                         self._release(job.endpoint_id)
                         back.append(PutBack(job.id, job.endpoint_id, again))
             await queue.put_back(connection, self.owner, back)
+            if refused:
+                # Routing filled the gate while this claim was out. Another dispatcher may
+                # have room for them now: tell it, or they would wait for its poll.
+                self.left_due = True
+                await queue.notify_due(connection)
             await queue.finish_unattempted(connection, self.owner, cancelled, states.CANCELLED, None)
             await queue.finish_unattempted(connection, self.owner, orphaned, states.FAILED,
                                            "event_missing")

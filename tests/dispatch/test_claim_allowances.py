@@ -145,6 +145,48 @@ async def test_overlapping_claims_never_lease_what_the_gates_hand_back(
         await make_endpoint(client, admin, sink.url(path), max_in_flight=2)
     for n in range(8):
         await post_event(client, "shop", {"n": n})
+    # Routed before the dispatcher starts: the backlog is all due, for claims alone.
+    from dispatch.routing import Router
+
+    await Router().route_all()
     await start_dispatcher(concurrency=20)
     await wait_for_statuses("succeeded", 96, timeout=30)
     assert handed_back == []
+
+
+async def test_a_delivery_its_gate_refuses_after_the_claim_is_announced_to_the_others(
+        client, admin, sink, monkeypatch, db_left_empty):
+    """Routing can fill an endpoint's gate while a claim is out. The claimed delivery goes
+    back due, and the other dispatchers hear of it (`relay_due`): they may have room for it
+    now, and this one's gate may stay full for as long as routing keeps it so."""
+    from dispatch.routing import Router
+    from dispatch.worker import Dispatcher
+    from tests.servers import wait_until
+
+    await make_source(client, admin, "shop")
+    endpoint = await make_endpoint(client, admin, sink.url(sink.path()), max_in_flight=1)
+    await post_event(client, "shop")
+    await Router().route_all()
+    dispatcher = Dispatcher()
+    real_claim = queue.claim
+
+    async def claim_then_gate_fills(*args, **kwargs):
+        result = await real_claim(*args, **kwargs)
+        assert dispatcher.gates.gate(endpoint["id"], 1, None).try_acquire(0.0)
+        return result
+
+    monkeypatch.setattr(queue, "claim", claim_then_gate_fills)
+    heard: list[str] = []
+
+    def on_notify(connection, pid, channel, payload) -> None:
+        heard.append(channel)
+
+    async with pooled() as listener:
+        await listener.add_listener("relay_due", on_notify)
+        try:
+            assert await dispatcher.claim(1) == (1, [])
+            await wait_until(lambda: heard, timeout=5, message="a relay_due notification")
+        finally:
+            await listener.remove_listener("relay_due", on_notify)
+    [row] = await wait_for_statuses("pending", 1)
+    assert row.lease_owner is None and row.next_attempt_at is not None
