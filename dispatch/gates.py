@@ -17,6 +17,30 @@ from dataclasses import dataclass
 
 BURST_SECONDS = 0.1
 
+LINE_FACTOR = 10
+"""An endpoint that keeps answering may have this many times its `max_in_flight` waiting
+in line, as many as it answers in half its timeout."""
+
+
+@dataclass
+class Pace:
+    """How many sends to one endpoint ended per second, over the last full second."""
+
+    window_start: float
+    ended: int = 0
+    per_second: float = 0.0
+
+    def note(self, now: float) -> None:
+        if now - self.window_start >= 1.0:
+            self.per_second = self.ended / (now - self.window_start)
+            self.window_start, self.ended = now, 0
+        self.ended += 1
+
+    def current(self, now: float) -> float:
+        """Zero once nothing has ended for a while: an endpoint that stopped answering
+        has no pace."""
+        return self.per_second if now - self.window_start < 2.0 else 0.0
+
 
 @dataclass
 class Gate:
@@ -52,13 +76,12 @@ class Gate:
     def release(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
-    def try_wait(self) -> bool:
-        """Take a place in the line for the next free place: at most `max_in_flight`
-        wait, so an endpoint that stops answering holds its own places and as many
-        deliveries again, never more. Only when it is full and not rate limited (a
-        token comes at a time, not when a send ends)."""
+    def try_wait(self, limit: int) -> bool:
+        """Take a place in the line for the next free place, if fewer than `limit` wait
+        (see `Gates.line_limit`). Only when it is full and not rate limited: a token
+        comes at a time, not when a send ends."""
         if (self.rate is not None or self.in_flight < self.max_in_flight
-                or self.waiting >= self.max_in_flight):
+                or self.waiting >= limit):
             return False
         self.waiting += 1
         return True
@@ -85,6 +108,9 @@ class Gate:
 class Gates:
     def __init__(self) -> None:
         self._gates: dict[str, Gate] = {}
+        self._paces: dict[str, Pace] = {}
+        """Kept when an idle gate is dropped: a pace outlives the moments nothing is in
+        flight. One small record per endpoint sent to."""
 
     def gate(self, endpoint_id: str, max_in_flight: int, rate: float | None) -> Gate:
         gate = self._gates.get(endpoint_id)
@@ -97,11 +123,29 @@ class Gates:
     def get(self, endpoint_id: str) -> Gate | None:
         return self._gates.get(endpoint_id)
 
-    def release(self, endpoint_id: str) -> None:
+    def release(self, endpoint_id: str, ended_at: float | None = None) -> None:
+        """A place is free again: a send ended at `ended_at` (its pace counts it), or
+        a place held for one was not used (None)."""
         gate = self._gates.get(endpoint_id)
         if gate is not None:
             gate.release()
             self._forget_idle(endpoint_id, gate)
+        if ended_at is not None:
+            pace = self._paces.get(endpoint_id)
+            if pace is None:
+                pace = self._paces[endpoint_id] = Pace(ended_at)
+            pace.note(ended_at)
+
+    def line_limit(self, endpoint_id: str, max_in_flight: int, timeout: float,
+                   now: float) -> int:
+        """How many deliveries may wait in line for the endpoint's full gate: what it
+        answers in half its timeout (each must start within one timeout, or its lease
+        would not cover the send), at least its `max_in_flight` and at most
+        LINE_FACTOR times it. An endpoint that answers nothing (a black hole) gets its
+        `max_in_flight`: never more waiting than it can have in flight."""
+        pace = self._paces.get(endpoint_id)
+        answered = 0 if pace is None else int(pace.current(now) * timeout / 2)
+        return max(max_in_flight, min(LINE_FACTOR * max_in_flight, answered))
 
     def stop_waiting(self, endpoint_id: str) -> None:
         """A place in the line (`Gate.try_wait`) is given up or turned into a send."""

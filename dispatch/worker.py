@@ -104,7 +104,8 @@ class Dispatcher:
         self.in_flight: dict[str, tuple[Claimed, asyncio.Task[None]]] = {}
         self.behind: dict[str, deque[tuple[Claimed, Target, float]]] = {}
         """Endpoint id → deliveries routed here that wait for a place in its full gate
-        (`Gate.try_wait`: at most its `max_in_flight`), each with the monotonic time by
+        (`Gates.line_limit`: from its `max_in_flight` for one that answers nothing up to
+        what it answers in half a timeout), each with the monotonic time by
         which it must start: its lease covers one timeout of waiting and one of sending.
         A burst of events for one endpoint is sent as its requests finish, on the cheap
         path, instead of going through the queue and a claim."""
@@ -306,7 +307,8 @@ class Dispatcher:
                 gate = self.gates.gate(endpoint_id, target.max_in_flight, target.rate_limit)
                 if free > 0 and gate.try_acquire(clock):
                     span, free = SEND_NOW, free - 1
-                elif gate.try_wait():
+                elif gate.try_wait(self.gates.line_limit(
+                        endpoint_id, target.max_in_flight, target.timeout, clock)):
                     span = WAIT_TURN
             spans.append(span)
         self.claiming += spans.count(SEND_NOW)
@@ -349,10 +351,10 @@ class Dispatcher:
         if left and self.left_due:
             self.wake.set()
 
-    def _release(self, endpoint_id: str) -> None:
-        """A send to the endpoint ended (or a place held for one is not used): the place
-        goes to the next delivery waiting its turn, if any."""
-        self.gates.release(endpoint_id)
+    def _release(self, endpoint_id: str, ended_at: float | None = None) -> None:
+        """A send to the endpoint ended at `ended_at` (or a place held for one is not
+        used): the place goes to the next delivery waiting its turn, if any."""
+        self.gates.release(endpoint_id, ended_at)
         self._next_in_line(endpoint_id)
 
     def _next_in_line(self, endpoint_id: str) -> None:
@@ -389,7 +391,7 @@ class Dispatcher:
                                 smtp_from=settings.RELAY_SMTP_FROM)
         finally:
             self.in_flight.pop(job.id, None)
-            self._release(job.endpoint_id)
+            self._release(job.endpoint_id, time.monotonic())
             if self.left_due:
                 self.wake.set()
         settlement = decide(job, result, target.retry_schedule, utcnow(), self.rng,

@@ -44,6 +44,28 @@ def test_gates_report_blocked_endpoints_and_forget_idle_ones():
     assert gates.blocked(1.0) == []
 
 
+def test_a_full_gate_lets_a_bounded_line_wait_and_claims_count_it():
+    gate = Gate(max_in_flight=2, rate=None)
+    assert not gate.try_wait(2)  # not full: send, do not wait
+    assert gate.try_acquire(0.0) and gate.try_acquire(0.0)
+    assert gate.try_wait(2) and gate.try_wait(2) and not gate.try_wait(2)
+    gate.release()
+    assert gate.allowance(0.0) == 0 and gate.ready_at(0.0) == math.inf  # the line is first
+    assert not Gate(max_in_flight=1, rate=5.0).try_wait(10)  # tokens, not sends, pace it
+
+
+def test_the_line_follows_what_the_endpoint_answers():
+    gates = Gates()
+    assert gates.line_limit("ep_a", 10, 15.0, 0.0) == 10  # nothing known: its max_in_flight
+    for n in range(201):  # 200 answers a second
+        gates.release("ep_a", n / 200)
+    assert gates.line_limit("ep_a", 10, 15.0, 1.0) == 100  # at most 10 x max_in_flight
+    assert gates.line_limit("ep_a", 10, 0.5, 1.0) == 50  # what it answers in half a timeout
+    assert gates.line_limit("ep_a", 10, 15.0, 3.5) == 10  # it stopped answering
+    gates.release("ep_b")  # a place not used is no answer
+    assert gates.line_limit("ep_b", 4, 15.0, 0.5) == 4
+
+
 def job(attempt: int = 1, retry_base: int = 0) -> Claimed:
     return Claimed(
         id="dlv_x", event_id="evt_x", endpoint_id="ep_x", attempt=attempt,
