@@ -71,7 +71,7 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
         ("routing: read unrouted", routing._TAKE_UNROUTED, [500, False], None),
         ("routing: mark, insert, hand over", routing._ROUTE,
          [fresh, [f"dlv_{'z' * 10}{n:016d}" for n in range(3)], fresh, [ENDPOINT] * 3,
-          [1, 2, 0], "audit", 15.0, 30.0], make_unrouted),
+          [1, 2, 0], "audit", 15.0, 30.0, []], make_unrouted),
         ("claim", queue._CLAIM, ["audit", 100, [], 15.0, 5.0, 30.0], None),
         ("claim within allowances", queue._CLAIM_WITHIN_ALLOWANCES,
          ["audit", 100, [], 15.0, 5.0, 200, [ENDPOINT], [5], 0, 30.0], None),

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 BURST_SECONDS = 0.1
 
+SILENT_AFTER = 1.0
+"""Seconds a full gate may go without a send ending before its endpoint counts as silent."""
+
 LINE_FACTOR = 10
 """An endpoint that keeps answering may have this many times its `max_in_flight` waiting
 in line, as many as it answers in half its timeout."""
@@ -50,6 +53,8 @@ class Gate:
     tokens: float = 0.0
     refilled_at: float = -math.inf
     waiting: int = 0
+    progress_at: float = -math.inf
+    """When a send last ended, or the first one of this busy spell started."""
     """Deliveries this process holds that wait for the next free place (`try_wait`)."""
 
     def _refill(self, now: float) -> None:
@@ -70,6 +75,8 @@ class Gate:
             if self.tokens < 1.0:
                 return False
             self.tokens -= 1.0
+        if self.in_flight == 0:
+            self.progress_at = now
         self.in_flight += 1
         return True
 
@@ -131,10 +138,19 @@ class Gates:
             gate.release()
             self._forget_idle(endpoint_id, gate)
         if ended_at is not None:
+            if gate is not None:
+                gate.progress_at = ended_at
             pace = self._paces.get(endpoint_id)
             if pace is None:
                 pace = self._paces[endpoint_id] = Pace(ended_at)
             pace.note(ended_at)
+
+    def silent(self, endpoint_id: str, now: float) -> bool:
+        """The endpoint's gate is full and none of its sends has ended for SILENT_AFTER
+        seconds: it has stopped answering (or answers that slowly)."""
+        gate = self._gates.get(endpoint_id)
+        return (gate is not None and gate.in_flight >= gate.max_in_flight
+                and now - gate.progress_at >= SILENT_AFTER)
 
     def line_limit(self, endpoint_id: str, max_in_flight: int, timeout: float,
                    now: float) -> int:

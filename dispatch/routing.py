@@ -90,7 +90,8 @@ WITH marked AS (
     RETURNING id, event_id, endpoint_id, status, next_attempt_at
 ), summary AS (
     SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
-           count(*) FILTER (WHERE status = '{PENDING}' AND next_attempt_at IS NOT NULL)
+           count(*) FILTER (WHERE status = '{PENDING}' AND next_attempt_at IS NOT NULL
+                              AND NOT (endpoint_id = ANY($9::text[])))
                AS queued
     FROM inserted
 )
@@ -121,7 +122,8 @@ already leased to it ($6; the lease lasts $5 times the endpoint's timeout, else 
 $8: one timeout for a delivery sent at once, two for one that first waits its turn) when
 their endpoint can be sent to, and come back with what sending them needs (the columns of
 a claim): they are sent without a claim, and wake no dispatcher. One row at least: the
-counts, with `id` NULL when nothing was leased. Rows go in in the order given, event
+counts, with `id` NULL when nothing was leased. Due deliveries of the endpoints in $9
+wake nobody (`Taker.quiet`): they are not in `queued`. Rows go in in the order given, event
 by event: deliveries due at the same moment are claimed in that order. Each event is read
 by its primary key (`OFFSET 0` keeps the lookup a nested loop, whatever the kept generic
 plan thinks of the table's size)."""
@@ -147,6 +149,13 @@ class Taker(Protocol):
                     rows: Sequence[asyncpg.Record]) -> list[Claimed]:
         """The leased rows it will send (in the routing transaction: anything it cannot
         send is put back there)."""
+
+    def quiet(self) -> list[str]:
+        """Endpoints that took none of the last `reserve`'s deliveries because they have
+        stopped answering (a full gate, a full line, nothing answered for a while): their
+        due deliveries wake no dispatcher. A claim could not send them either (its gate
+        would be just as full), yet it would walk past every one of them; the next poll
+        finds them all the same."""
 
     def taken(self, jobs: Sequence[Claimed], reserved: Mapping[str, tuple[str, int]]) -> None:
         """After the commit: send `jobs`; give back what `reserved` (delivery id →
@@ -203,8 +212,8 @@ class Router:
         """The last pass found the routing lock held: another dispatcher routes, woken by
         the same notifications, until the queue is empty."""
         self.queued = 0
-        """Deliveries the last `route_all` inserted due (not taken by `taker`): work for
-        a claim."""
+        """Deliveries the last `route_all` inserted due (not taken by `taker`, nor for an
+        endpoint it calls quiet): work for a claim."""
 
     async def route_batch(self) -> tuple[int, int, int]:
         """Route up to one batch; returns (events read, events routed here, deliveries
@@ -239,7 +248,8 @@ class Router:
                     [endpoint_id for _, endpoint_id in pairs], spans,
                     self.taker.owner if self.taker is not None else None,
                     settings.RELAY_DELIVERY_TIMEOUT,
-                    self.taker.lease_margin if self.taker is not None else 0.0)
+                    self.taker.lease_margin if self.taker is not None else 0.0,
+                    self.taker.quiet() if self.taker is not None else [])
                 leased = [row for row in routed if row["id"] is not None]
                 if self.taker is not None and leased:
                     jobs = await self.taker.ready(connection, leased)

@@ -109,6 +109,8 @@ class Dispatcher:
         which it must start: its lease covers one timeout of waiting and one of sending.
         A burst of events for one endpoint is sent as its requests finish, on the cheap
         path, instead of going through the queue and a claim."""
+        self._quiet: set[str] = set()
+        """Endpoints the last routing pass found full and silent (`Taker.quiet`)."""
         self.claiming = 0
         """Slots reserved by claims waiting for the database."""
         self.claim_batch = max(1, math.ceil(self.concurrency / CLAIMERS))
@@ -299,6 +301,7 @@ class Dispatcher:
             sub.id: sub.updated_at for sub in subscriptions if sub.id in wanted})
         clock = time.monotonic()
         spans: list[int] = []
+        self._quiet = set()
         for endpoint_id in endpoint_ids:
             target = self.targets.get(endpoint_id)
             span = 0
@@ -310,9 +313,14 @@ class Dispatcher:
                 elif gate.try_wait(self.gates.line_limit(
                         endpoint_id, target.max_in_flight, target.timeout, clock)):
                     span = WAIT_TURN
+                elif gate.rate is None and self.gates.silent(endpoint_id, clock):
+                    self._quiet.add(endpoint_id)
             spans.append(span)
         self.claiming += spans.count(SEND_NOW)
         return spans
+
+    def quiet(self) -> list[str]:
+        return sorted(self._quiet)
 
     async def ready(self, connection: asyncpg.Connection,
                     rows: Sequence[asyncpg.Record]) -> list[Claimed]:

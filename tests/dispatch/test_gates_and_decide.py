@@ -66,6 +66,19 @@ def test_the_line_follows_what_the_endpoint_answers():
     assert gates.line_limit("ep_b", 4, 15.0, 0.5) == 4
 
 
+def test_a_full_gate_whose_sends_do_not_end_is_silent():
+    gates = Gates()
+    gate = gates.gate("ep_a", 2, None)
+    assert gate.try_acquire(10.0) and gate.try_acquire(10.2)
+    assert not gates.silent("ep_a", 10.9)  # full, but not for a second yet
+    assert gates.silent("ep_a", 11.0)
+    gates.release("ep_a", ended_at=11.5)  # one answered
+    assert gate.try_acquire(11.5) and not gates.silent("ep_a", 12.0)
+    assert gates.silent("ep_a", 12.5)
+    gates.release("ep_a")  # a place not used: no answer, and not full any more
+    assert not gates.silent("ep_a", 20.0) and not gates.silent("ep_b", 20.0)
+
+
 def job(attempt: int = 1, retry_base: int = 0) -> Claimed:
     return Claimed(
         id="dlv_x", event_id="evt_x", endpoint_id="ep_x", attempt=attempt,

@@ -126,7 +126,7 @@ async def test_the_generic_plans_walk_the_partial_indexes(db):
         unrouted = await generic_plan(connection, _TAKE_UNROUTED, 500, False)
         assert await uses(connection, unrouted, "event_unrouted_pkey"), unrouted
         route = await generic_plan(connection, _ROUTE, ["evt_1"], ["dlv_1"], ["evt_1"],
-                                   ["ep_1"], [1], "me", 15.0, 30.0)
+                                   ["ep_1"], [1], "me", 15.0, 30.0, ["ep_2"])
         assert not full_scan(route), route
         # The leased deliveries' events: one primary-key lookup each.
         assert await uses(connection, route, "event_pkey"), route

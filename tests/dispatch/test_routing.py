@@ -198,9 +198,10 @@ class RecordingTaker:
     owner = "taker-1"
     lease_margin = 30.0
 
-    def __init__(self, room: int, span: int = 1) -> None:
+    def __init__(self, room: int, span: int = 1, quiet: list[str] | None = None) -> None:
         self.room = room
         self.span = span
+        self.quiet_ids = quiet or []
         self.reserved: list[str] = []
         self.ready_rows: list = []
         self.given: list[tuple[list, list[str]]] = []
@@ -209,6 +210,9 @@ class RecordingTaker:
         spans = [self.span if n < self.room else 0 for n in range(len(endpoint_ids))]
         self.reserved = [e for e, m in zip(endpoint_ids, spans, strict=True) if m]
         return spans
+
+    def quiet(self) -> list[str]:
+        return self.quiet_ids
 
     async def ready(self, connection, rows) -> list:
         from dispatch.queue import claimed_from_row
@@ -283,6 +287,38 @@ async def test_a_delivery_that_waits_its_turn_is_leased_for_the_wait_too(db_left
             "SELECT extract(epoch FROM lease_expires_at - now()) FROM delivery")
     expected = 2 * settings.RELAY_DELIVERY_TIMEOUT + taker.lease_margin
     assert abs(float(lease) - expected) < 5, lease
+
+
+async def test_due_deliveries_of_a_quiet_endpoint_wake_nobody(db_left_empty):
+    """An endpoint the taker calls quiet (full and silent: a black hole) gets its
+    deliveries inserted due all the same, but no `relay_due`: claims woken for them would
+    only walk past them. Another endpoint's due deliveries still wake the dispatchers."""
+    await endpoint("ep_all")
+    heard: list[str] = []
+
+    def on_notify(connection, pid, channel, payload) -> None:
+        heard.append(channel)
+
+    router = Router(taker=RecordingTaker(room=0, quiet=["ep_all"]))
+    async with pooled() as listener:
+        await listener.add_listener("relay_due", on_notify)
+        try:
+            await add_events(1, 3)
+            assert await router.route_all() == 3 and router.queued == 0
+            # A listening session is sent what was notified when it ends a transaction.
+            await listener.fetchval("SELECT 1")
+            assert heard == []
+            router.taker = RecordingTaker(room=0)
+            await add_events(4, 4)
+            assert await router.route_all() == 1 and router.queued == 1
+            await wait_until(lambda: heard, timeout=5, message="the relay_due notification")
+        finally:
+            await listener.remove_listener("relay_due", on_notify)
+    async with pooled() as connection:
+        due = await connection.fetchval(
+            "SELECT count(*) FROM delivery WHERE status = 'pending'"
+            " AND next_attempt_at IS NOT NULL")
+    assert due == 4
 
 
 async def test_a_reservation_for_an_endpoint_that_cannot_be_sent_to_is_handed_back(

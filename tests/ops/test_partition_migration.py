@@ -134,7 +134,7 @@ async def test_migration_keeps_every_row_and_the_tables_keep_working(old_databas
                                  " VALUES ($1, 'a', now())", new_event)
         new_delivery = _id("dlv", datetime.now(UTC), 999)
         routed = await connection.fetchrow(_ROUTE, [new_event], [new_delivery], [new_event],
-                                           ["ep_a"], [0], None, 15.0, 30.0)
+                                           ["ep_a"], [0], None, 15.0, 30.0, [])
         assert (routed["events"], routed["deliveries"]) == (1, 1)
         claimed = await connection.fetchval(
             "UPDATE delivery SET status = 'delivering', lease_owner = 't',"
