@@ -128,8 +128,10 @@ class Dispatcher:
         gates to hand them back."""
         self.claim_failing = False
         self.left_due = True
-        """The last claim may have left due deliveries behind (it found some, or an
-        endpoint's limit kept it from looking): a slot that frees up wakes a claim. After
+        """The last claim may have left due deliveries behind (it found some, or the
+        limit of an endpoint still answering kept it from looking): a slot that frees up
+        wakes a claim. An endpoint that has stopped answering (`Gates.silent`) does not
+        count: a claim per finished send would walk past its whole backlog each time. After
         a claim that found nothing, claims wait for news that something is due (a
         notification, routing, a retry time, the poll) instead of one per finished send."""
         self.probing: dict[str, str] = {}
@@ -210,14 +212,18 @@ class Dispatcher:
         those to send now. The rest went straight back: parked, held by a circuit, over a
         gate."""
         async with pooled() as connection:
-            exclude = self.gates.blocked(time.monotonic()) + sorted(self.probing)
+            clock = time.monotonic()
+            blocked = self.gates.blocked(clock)
+            exclude = blocked + sorted(self.probing)
             rows, next_due = await queue.claim(
                 connection, self.owner, free, exclude, settings.RELAY_DELIVERY_TIMEOUT,
                 self.lease_margin, allowances, reserved, self.circuit_cooldown)
             if len(rows) < free:
                 self.next_due = next_due
-            self.left_due = bool(rows) or bool(exclude) or (
-                allowances is not None and min(allowances.values(), default=1) <= 0)
+            limited = blocked + [endpoint_id for endpoint_id, n in (allowances or {}).items()
+                                 if n <= 0]
+            self.left_due = bool(rows) or any(
+                not self.gates.silent(endpoint_id, clock) for endpoint_id in limited)
             if not rows:
                 return 0, []
             await self.targets.ensure(connection, {

@@ -6,6 +6,7 @@ alone. Statements are counted on every connection the dispatcher takes from the 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -186,3 +187,34 @@ async def test_a_probe_that_fails_again_rewrites_no_row_of_the_backlog(
     (probe,) = written
     assert rows[probe].attempts_count == 1 and rows[probe].next_attempt_at is None
     assert all(row.next_attempt_at is None for row in rows.values())
+
+
+async def test_a_black_hole_before_its_circuit_opens_costs_no_claim_per_delivery(
+        client, admin, sink, start_dispatcher, counted):
+    """A black hole beside a healthy endpoint, before any of its requests has timed out
+    (so before its circuit can open): once its gate has been full and silent for a
+    second, its growing backlog wakes no claim, neither through `relay_due` nor through
+    the healthy endpoint's finished sends. Without that, each of those sends woke a
+    claim that walked the whole backlog to find nothing it could send."""
+    from dispatch.gates import SILENT_AFTER
+
+    await make_source(client, admin, "shop")
+    sink.respond("/hole", 200, hang=True)
+    await make_endpoint(client, admin, sink.url("/hole"), max_in_flight=2)
+    await make_endpoint(client, admin, sink.url("/fine"))
+    dispatcher = await start_dispatcher(poll_interval=1.0, shutdown_grace=0.5)
+    for n in range(4):  # two in flight, two in line: the black hole's gate is full
+        await post_event(client, "shop", {"n": n})
+    await wait_until(lambda: sink.count("/hole") == 2 and sink.count("/fine") == 4,
+                     message="the black hole's gate full, the first events delivered")
+    await wait_until(lambda: dispatcher.gates.silent(next(iter(dispatcher.behind)),
+                                                     time.monotonic()),
+        timeout=SILENT_AFTER + 5, message="the black hole silent")
+    claims = counted.statements["claim"]
+    for n in range(4, 44):
+        await post_event(client, "shop", {"n": n})
+    await wait_until(lambda: sink.count("/fine") == 44, message="the healthy deliveries")
+    # 40 healthy sends ended, 40 deliveries left due for the black hole: a claim per poll
+    # (1 or 2 here), not one per finished send (9 before, the sends settling in batches).
+    assert counted.statements["claim"] - claims <= 4, counted.statements
+    assert sink.count("/hole") == 2
