@@ -81,7 +81,10 @@ WITH marked AS (
                           next_attempt_at, lease_owner, lease_expires_at, created_at)
     SELECT id, event_id, endpoint_id,
            CASE WHEN spans > 0 AND sendable THEN '{DELIVERING}' ELSE '{PENDING}' END, 0, 0,
-           CASE WHEN sendable THEN now() END,
+           CASE WHEN NOT sendable THEN NULL
+                WHEN spans = 0 AND endpoint_id = ANY($9::text[])
+                THEN now() + make_interval(secs => coalesce(timeout_seconds, $7))
+                ELSE now() END,
            CASE WHEN spans > 0 AND sendable THEN $6 END,
            CASE WHEN spans > 0 AND sendable THEN now() + make_interval(
                secs => coalesce(timeout_seconds, $7) * spans + $8) END,
@@ -90,8 +93,7 @@ WITH marked AS (
     RETURNING id, event_id, endpoint_id, status, next_attempt_at
 ), summary AS (
     SELECT (SELECT count(*) FROM marked) AS events, count(*) AS deliveries,
-           count(*) FILTER (WHERE status = '{PENDING}' AND next_attempt_at IS NOT NULL
-                              AND NOT (endpoint_id = ANY($9::text[])))
+           count(*) FILTER (WHERE status = '{PENDING}' AND next_attempt_at <= now())
                AS queued
     FROM inserted
 )
@@ -122,8 +124,9 @@ already leased to it ($6; the lease lasts $5 times the endpoint's timeout, else 
 $8: one timeout for a delivery sent at once, two for one that first waits its turn) when
 their endpoint can be sent to, and come back with what sending them needs (the columns of
 a claim): they are sent without a claim, and wake no dispatcher. One row at least: the
-counts, with `id` NULL when nothing was leased. Due deliveries of the endpoints in $9
-wake nobody (`Taker.quiet`): they are not in `queued`. Rows go in in the order given, event
+counts, with `id` NULL when nothing was leased. The deliveries left to the queue for an
+endpoint in $9 (`Taker.quiet`) are due one timeout later: they wake nobody, and the
+claims until then do not walk past them. Rows go in in the order given, event
 by event: deliveries due at the same moment are claimed in that order. Each event is read
 by its primary key (`OFFSET 0` keeps the lookup a nested loop, whatever the kept generic
 plan thinks of the table's size)."""
@@ -152,10 +155,12 @@ class Taker(Protocol):
 
     def quiet(self) -> list[str]:
         """Endpoints that took none of the last `reserve`'s deliveries because they have
-        stopped answering (a full gate, a full line, nothing answered for a while): their
-        due deliveries wake no dispatcher. A claim could not send them either (its gate
-        would be just as full), yet it would walk past every one of them; the next poll
-        finds them all the same."""
+        stopped answering (a full gate, a full line, nothing answered for a while): the
+        deliveries left to the queue for them are due one endpoint timeout later, and
+        wake no dispatcher. By then the requests out have ended (answered, or timed out
+        and counted towards the circuit, whose opening parks them); until then a claim
+        could not send them either, and would walk past every one of them to look for
+        work, each time."""
 
     def taken(self, jobs: Sequence[Claimed], reserved: Mapping[str, tuple[str, int]]) -> None:
         """After the commit: send `jobs`; give back what `reserved` (delivery id →

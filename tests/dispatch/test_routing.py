@@ -289,10 +289,12 @@ async def test_a_delivery_that_waits_its_turn_is_leased_for_the_wait_too(db_left
     assert abs(float(lease) - expected) < 5, lease
 
 
-async def test_due_deliveries_of_a_quiet_endpoint_wake_nobody(db_left_empty):
-    """An endpoint the taker calls quiet (full and silent: a black hole) gets its
-    deliveries inserted due all the same, but no `relay_due`: claims woken for them would
-    only walk past them. Another endpoint's due deliveries still wake the dispatchers."""
+async def test_a_quiet_endpoints_deliveries_are_due_a_timeout_later_and_wake_nobody(
+        db_left_empty):
+    """An endpoint the taker calls quiet (full and silent: a black hole) gets what it
+    cannot take inserted due one timeout later, without `relay_due`: claims woken for
+    them, or walking the due index until then, would only pass them over. Another
+    endpoint's deliveries are due now and wake the dispatchers."""
     await endpoint("ep_all")
     heard: list[str] = []
 
@@ -315,10 +317,13 @@ async def test_due_deliveries_of_a_quiet_endpoint_wake_nobody(db_left_empty):
         finally:
             await listener.remove_listener("relay_due", on_notify)
     async with pooled() as connection:
-        due = await connection.fetchval(
-            "SELECT count(*) FROM delivery WHERE status = 'pending'"
-            " AND next_attempt_at IS NOT NULL")
-    assert due == 4
+        due_in = [row[0] for row in await connection.fetch(
+            "SELECT extract(epoch FROM next_attempt_at - now()) FROM delivery"
+            " WHERE status = 'pending' ORDER BY event_id")]
+    timeout = settings.RELAY_DELIVERY_TIMEOUT
+    assert len(due_in) == 4
+    assert all(timeout - 5 < float(seconds) <= timeout for seconds in due_in[:3]), due_in
+    assert float(due_in[3]) <= 0, due_in
 
 
 async def test_a_reservation_for_an_endpoint_that_cannot_be_sent_to_is_handed_back(
