@@ -44,6 +44,8 @@ from _dispatch_common import (
     say,
     seed_due,
     starved,
+    statements_report,
+    statements_reset,
     verdict,
 )
 
@@ -101,10 +103,12 @@ async def phase(stack: Stack, label: str, endpoints: dict[str, str], beside: boo
     say(f"  {label}: {count:,} healthy deliveries"
         + (f" + {count:,} to the black hole + {count:,} to the failing endpoint, interleaved"
            if beside else "") + f" ({load_average()})")
+    statements_reset(stack)
     result = await drain(
         stack, f"dispatch-{number}-{label}", total=count, endpoint_ids=[endpoints["healthy"]],
         remaining_sql=OPEN, remaining_args=[endpoints["healthy"]], timeout=args.timeout,
         on_progress=(lambda: f"  black hole: {hole.open} connections open") if beside else None)
+    statements_report(stack, count)
     rows = stack.pg.psql(
         "SELECT e.id, e.circuit_opened_at IS NOT NULL, e.consecutive_failures,"
         " (SELECT count(*) FROM attempt a WHERE a.endpoint_id = e.id),"
