@@ -19,7 +19,9 @@ in one transaction (so that both run on their generic plans, dispatch.queue.GENE
 An event leaves the queue in exactly one statement, and its deliveries are inserted by
 that statement or not at all: never twice, never half-routed. The event row itself is
 never written again. One dispatcher routes at a time: two would read and match the same
-events, and only one of them could route them.
+events, and only one of them could route them. Every dispatcher answers every wake-up,
+so the first to take the lock routes: the one least busy sending, which then sends what
+it routed. Routing, and the sends it hands over, thus follow whichever process has time.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ LEFT JOIN LATERAL (
 """  # noqa: S608 - constant SQL text
 """The queued events (oldest first) with the endpoint table's stamp: always one row at
 least (`id` NULL when nothing is queued). Bodies only when some endpoint has a filter.
-No events (`mine` false) when another dispatcher holds the routing lock: it routes
-them, and it is woken by the same notifications, so none waits for this one."""
+No events (`mine` false) when another dispatcher holds the routing lock: it is routing,
+and goes on while it finds a full batch; what it leaves, the next wake-up's first
+dispatcher routes."""
 
 _ROUTE = f"""
 WITH marked AS (
@@ -214,8 +217,7 @@ class Router:
         """Without one (a router on its own), every delivery is inserted due."""
         self.subscriptions = Subscriptions()
         self.other_routes = False
-        """The last pass found the routing lock held: another dispatcher routes, woken by
-        the same notifications, until the queue is empty."""
+        """The last pass found the routing lock held: another dispatcher was routing."""
         self.queued = 0
         """Deliveries the last `route_all` inserted due (not taken by `taker`, nor for an
         endpoint it calls quiet): work for a claim."""

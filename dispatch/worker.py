@@ -453,13 +453,6 @@ class Dispatcher:
                 if not failing:
                     log.warning("dispatcher: cannot route events (%s); retrying", exc)
                     failing = True
-            if self.router.other_routes:
-                # Another dispatcher routes, woken by the same notifications: answering
-                # them too would only find its lock taken. Look again after a poll, in
-                # case it has stopped (or at once when this one stops).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), self.poll_interval)
-                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.route_wake.wait(), self.poll_interval)
 
