@@ -7,6 +7,11 @@ takes at most what each endpoint's gate would admit (`allowances`; an endpoint w
 gate yet at most its `max_in_flight`), a delivery the gate still refuses goes straight
 back to the queue, and an endpoint that can take nothing is left out of the next claim,
 so one slow or throttled endpoint never holds the process's slots.
+
+Deliveries the routing dispatcher makes for a full gate may wait in a short line instead
+(`Gate.try_wait`, `Gates.line_limit`), sized by the endpoint's pace (how many of its
+sends end per second): they hold no slot, only their place. A full gate whose sends have
+stopped ending (`Gates.silent`) marks an endpoint that no longer answers.
 """
 
 from __future__ import annotations
