@@ -4,10 +4,13 @@ record what arrives and answer as told, and dispatchers run in the test's event 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -250,3 +253,34 @@ def provider_sample(name: str) -> dict:
 
     path = Path(__file__).resolve().parents[2] / "hooks" / "fixtures" / f"{name}.json"
     return json.loads(path.read_text())
+
+
+@dataclass
+class Heard:
+    """Notifications received on one channel, on a listening pooled connection."""
+
+    channels: list[str]
+    connection: Any
+
+    async def delivered(self) -> None:
+        """A round trip on the listening session: PostgreSQL sends it what was notified
+        when it ends a transaction, so afterwards nothing notified before is in flight."""
+        await self.connection.fetchval("SELECT 1")
+
+
+@contextlib.asynccontextmanager
+async def listening(channel: str = "relay_due") -> AsyncIterator[Heard]:
+    from dispatch.queue import pooled
+
+    heard = Heard([], None)
+
+    def on_notify(connection, pid, name, payload) -> None:
+        heard.channels.append(name)
+
+    async with pooled() as listener:
+        heard.connection = listener
+        await listener.add_listener(channel, on_notify)
+        try:
+            yield heard
+        finally:
+            await listener.remove_listener(channel, on_notify)

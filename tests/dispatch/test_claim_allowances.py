@@ -9,7 +9,13 @@ from dispatch import queue
 from dispatch.gates import Gate, Gates, shared_allowances
 from dispatch.models import Endpoint
 from dispatch.queue import pooled
-from tests.dispatch.conftest import make_endpoint, make_source, post_event, wait_for_statuses
+from tests.dispatch.conftest import (
+    listening,
+    make_endpoint,
+    make_source,
+    post_event,
+    wait_for_statuses,
+)
 
 FILL = """
 INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
@@ -176,17 +182,9 @@ async def test_a_delivery_its_gate_refuses_after_the_claim_is_announced_to_the_o
         return result
 
     monkeypatch.setattr(queue, "claim", claim_then_gate_fills)
-    heard: list[str] = []
-
-    def on_notify(connection, pid, channel, payload) -> None:
-        heard.append(channel)
-
-    async with pooled() as listener:
-        await listener.add_listener("relay_due", on_notify)
-        try:
-            assert await dispatcher.claim(1) == (1, [])
-            await wait_until(lambda: heard, timeout=5, message="a relay_due notification")
-        finally:
-            await listener.remove_listener("relay_due", on_notify)
+    async with listening() as heard:
+        assert await dispatcher.claim(1) == (1, [])
+        await wait_until(lambda: heard.channels, timeout=5,
+                         message="a relay_due notification")
     [row] = await wait_for_statuses("pending", 1)
     assert row.lease_owner is None and row.next_attempt_at is not None

@@ -12,7 +12,7 @@ from django.conf import settings
 from dispatch.models import Endpoint
 from dispatch.queue import pooled
 from dispatch.routing import ROUTING_LOCK, Router
-from tests.dispatch.conftest import unrouted
+from tests.dispatch.conftest import listening, unrouted
 from tests.servers import wait_until
 
 EVENTS = """
@@ -170,23 +170,15 @@ async def test_a_new_filter_is_applied_from_the_next_batch(db_left_empty):
 
 async def test_routing_wakes_the_dispatchers_only_when_it_created_deliveries(db_left_empty):
     await endpoint("ep_even", event_types=["even"])
-    heard: list[str] = []
-
-    def on_notify(connection, pid, channel, payload) -> None:
-        heard.append(channel)
-
-    async with pooled() as listener:
-        await listener.add_listener("relay_due", on_notify)
-        try:
-            await add_events(1, 1)
-            assert await Router().route_batch() == (1, 1, 0)
-            await add_events(2, 2)
-            assert await Router().route_batch() == (1, 1, 1)
-            # Notifications arrive in order: had the first batch notified, it would be here.
-            await wait_until(lambda: heard, timeout=5, message="the relay_due notification")
-            assert heard == ["relay_due"]
-        finally:
-            await listener.remove_listener("relay_due", on_notify)
+    async with listening() as heard:
+        await add_events(1, 1)
+        assert await Router().route_batch() == (1, 1, 0)
+        await add_events(2, 2)
+        assert await Router().route_batch() == (1, 1, 1)
+        # Notifications arrive in order: had the first batch notified, it would be here.
+        await wait_until(lambda: heard.channels, timeout=5,
+                         message="the relay_due notification")
+        assert heard.channels == ["relay_due"]
 
 
 class RecordingTaker:
@@ -228,42 +220,34 @@ async def test_deliveries_the_routing_dispatcher_has_room_for_come_leased_to_it(
     with what sending needs (no claim); the rest are inserted due, and only they wake the
     dispatchers."""
     await endpoint("ep_all")
-    heard: list[str] = []
-
-    def on_notify(connection, pid, channel, payload) -> None:
-        heard.append(channel)
-
     taker = RecordingTaker(room=3)
     router = Router(taker=taker)
-    async with pooled() as listener:
-        await listener.add_listener("relay_due", on_notify)
-        try:
-            await add_events(1, 2)
-            assert await router.route_all() == 2 and router.queued == 0
-            [(jobs, reserved)] = taker.given
-            assert sorted(reserved) == ["ep_all", "ep_all"]
-            assert sorted(job.event_id for job in jobs) == [f"evt_{n:026d}" for n in (1, 2)]
-            assert {job.attempt for job in jobs} == {1}
-            assert jobs[0].body.startswith(b'{"n": ') and jobs[0].endpoint_exists
-            async with pooled() as connection:
-                rows = await connection.fetch(
-                    "SELECT status, lease_owner, lease_expires_at - now() AS lease"
-                    " FROM delivery")
-            assert {row["status"] for row in rows} == {"delivering"}
-            assert {row["lease_owner"] for row in rows} == {"taker-1"}
-            lease = settings.RELAY_DELIVERY_TIMEOUT + taker.lease_margin
-            assert all(abs(row["lease"].total_seconds() - lease) < 5 for row in rows)
+    async with listening() as heard:
+        await add_events(1, 2)
+        assert await router.route_all() == 2 and router.queued == 0
+        [(jobs, reserved)] = taker.given
+        assert sorted(reserved) == ["ep_all", "ep_all"]
+        assert sorted(job.event_id for job in jobs) == [f"evt_{n:026d}" for n in (1, 2)]
+        assert {job.attempt for job in jobs} == {1}
+        assert jobs[0].body.startswith(b'{"n": ') and jobs[0].endpoint_exists
+        async with pooled() as connection:
+            rows = await connection.fetch(
+                "SELECT status, lease_owner, lease_expires_at - now() AS lease"
+                " FROM delivery")
+        assert {row["status"] for row in rows} == {"delivering"}
+        assert {row["lease_owner"] for row in rows} == {"taker-1"}
+        lease = settings.RELAY_DELIVERY_TIMEOUT + taker.lease_margin
+        assert all(abs(row["lease"].total_seconds() - lease) < 5 for row in rows)
 
-            taker.given.clear()
-            await add_events(3, 7)  # 5 deliveries to ep_all, 3 reserved
-            assert await router.route_all() == 5 and router.queued == 2
-            [(jobs, reserved)] = taker.given
-            assert len(jobs) == 3 and len(reserved) == 3
-            await wait_until(lambda: heard, timeout=5, message="the relay_due notification")
-            # Notifications arrive in order: had the first pass notified, it would be here.
-            assert heard == ["relay_due"]
-        finally:
-            await listener.remove_listener("relay_due", on_notify)
+        taker.given.clear()
+        await add_events(3, 7)  # 5 deliveries to ep_all, 3 reserved
+        assert await router.route_all() == 5 and router.queued == 2
+        [(jobs, reserved)] = taker.given
+        assert len(jobs) == 3 and len(reserved) == 3
+        await wait_until(lambda: heard.channels, timeout=5,
+                         message="the relay_due notification")
+        # Notifications arrive in order: had the first pass notified, it would be here.
+        assert heard.channels == ["relay_due"]
     async with pooled() as connection:
         counts = dict(await connection.fetch(
             "SELECT status, count(*) FROM delivery GROUP BY status"))
@@ -294,26 +278,17 @@ async def test_a_quiet_endpoints_deliveries_are_due_a_timeout_later_and_wake_nob
     them, or walking the due index until then, would only pass them over. Another
     endpoint's deliveries are due now and wake the dispatchers."""
     await endpoint("ep_all")
-    heard: list[str] = []
-
-    def on_notify(connection, pid, channel, payload) -> None:
-        heard.append(channel)
-
     router = Router(taker=RecordingTaker(room=0, quiet=["ep_all"]))
-    async with pooled() as listener:
-        await listener.add_listener("relay_due", on_notify)
-        try:
-            await add_events(1, 3)
-            assert await router.route_all() == 3 and router.queued == 0
-            # A listening session is sent what was notified when it ends a transaction.
-            await listener.fetchval("SELECT 1")
-            assert heard == []
-            router.taker = RecordingTaker(room=0)
-            await add_events(4, 4)
-            assert await router.route_all() == 1 and router.queued == 1
-            await wait_until(lambda: heard, timeout=5, message="the relay_due notification")
-        finally:
-            await listener.remove_listener("relay_due", on_notify)
+    async with listening() as heard:
+        await add_events(1, 3)
+        assert await router.route_all() == 3 and router.queued == 0
+        await heard.delivered()
+        assert heard.channels == []
+        router.taker = RecordingTaker(room=0)
+        await add_events(4, 4)
+        assert await router.route_all() == 1 and router.queued == 1
+        await wait_until(lambda: heard.channels, timeout=5,
+                         message="the relay_due notification")
     async with pooled() as connection:
         due_in = [row[0] for row in await connection.fetch(
             "SELECT extract(epoch FROM next_attempt_at - now()) FROM delivery"
