@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -143,8 +145,12 @@ class Targets:
         self.unreadable: dict[str, tuple[datetime, str]] = {}
         """Endpoint id → (its updated_at, why) for endpoints whose secret cannot be
         decrypted: their deliveries wait, the others' go on."""
-        self.smallest_max_in_flight = 0
-        """The smallest `max_in_flight` of the endpoints loaded so far (0: none yet)."""
+        self.resting: set[str] = set()
+        """Endpoints whose circuit was open (or which were disabled) when last heard of:
+        their waiting deliveries are parked, so no claim can lease many of them."""
+        self._by_max_in_flight: list[Target] | None = []
+        """The loaded endpoints not resting, smallest `max_in_flight` first (None: to be
+        sorted again)."""
 
     def get(self, endpoint_id: str) -> Target | None:
         return self._by_id.get(endpoint_id)
@@ -166,17 +172,47 @@ class Targets:
         for row in await connection.fetch(self._LOAD, stale):
             endpoint_id = row["id"]
             try:
-                self._by_id[endpoint_id] = target_from_row(row)
+                self.remember(target_from_row(row))
             except RuntimeError as exc:  # decrypt_secret: RELAY_SECRET_KEY differs
                 self._by_id.pop(endpoint_id, None)
+                self._by_max_in_flight = None
                 if endpoint_id not in self.unreadable:
                     log.warning("dispatcher: deliveries to endpoint %s wait: %s",
                                 endpoint_id, exc)
                 self.unreadable[endpoint_id] = (row["updated_at"], str(exc))
             else:
                 self.unreadable.pop(endpoint_id, None)
-        self.smallest_max_in_flight = min(
-            (target.max_in_flight for target in self._by_id.values()), default=0)
+
+    def remember(self, target: Target) -> None:
+        self._by_id[target.id] = target
+        self._by_max_in_flight = None
+
+    def note_resting(self, endpoint_id: str, resting: bool) -> None:
+        """What the last settle of (or claim from) the endpoint said of its circuit."""
+        if resting != (endpoint_id in self.resting):
+            (self.resting.add if resting else self.resting.discard)(endpoint_id)
+            self._by_max_in_flight = None
+
+    def smallest_max_in_flight(self, leaving_out: Collection[str] = ()) -> int:
+        """The smallest `max_in_flight` among the loaded endpoints a claim could lease
+        many deliveries of: not resting and not in `leaving_out` (the claim excludes
+        them). 0 before any endpoint is loaded: every one may limit the first claim.
+
+        A resting endpoint's backlog is parked; should its circuit have closed meanwhile
+        (another dispatcher's probe succeeded), a claim may lease more of it than its gate
+        admits: those go back to the queue, announced, and the claimed rows say the
+        circuit is closed (`note_resting`)."""
+        if not self._by_id:
+            return 0
+        if self._by_max_in_flight is None:
+            self._by_max_in_flight = sorted(
+                (target for endpoint_id, target in self._by_id.items()
+                 if endpoint_id not in self.resting),
+                key=lambda target: target.max_in_flight)
+        for target in self._by_max_in_flight:
+            if target.id not in leaving_out:
+                return target.max_in_flight
+        return sys.maxsize
 
 
 def utcnow() -> datetime:

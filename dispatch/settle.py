@@ -61,6 +61,9 @@ class Settlement:
     chat webhook)."""
     applied: bool = field(default=False)
     """Set once written: False when the lease was lost (another dispatcher took over)."""
+    resting: bool = field(default=False)
+    """Set once written: the endpoint's circuit is open after the batch, or the batch
+    disabled it (its waiting deliveries are parked)."""
 
 
 def decide(job: Claimed, result: AttemptResult, schedule: Sequence[float], now: datetime,
@@ -238,6 +241,9 @@ class SettleWriter:
             )}
             for item in batch:
                 item.applied = item.job.id in applied
+                state = health.get(item.job.endpoint_id)
+                item.resting = state is not None and (
+                    state.circuit.opened_at is not None or state.disable_reason is not None)
             await self._write_health(connection, health)
             for endpoint_id, state in health.items():
                 if state.disable_reason and await disable_endpoint(

@@ -218,3 +218,30 @@ async def test_a_black_hole_before_its_circuit_opens_costs_no_claim_per_delivery
     # (1 or 2 here), not one per finished send (9 before, the sends settling in batches).
     assert counted.statements["claim"] - claims <= 4, counted.statements
     assert sink.count("/hole") == 2
+
+
+async def test_an_open_circuit_no_longer_puts_the_claims_on_the_dearer_statement(
+        client, admin, sink, start_dispatcher):
+    """An endpoint with a small `max_in_flight` makes every claim larger than that count
+    each endpoint's rows (the claim within allowances, about twice the plain claim's cost
+    per row). Once its circuit has opened, its backlog is parked and it cannot take
+    rows from a claim: the claims go back to the plain statement."""
+    await make_source(client, admin, "shop")
+    sink.respond("/down", 500)
+    down = await make_endpoint(client, admin, sink.url("/down"), max_in_flight=2)
+    await make_endpoint(client, admin, sink.url("/fine"), max_in_flight=1000)
+    dispatcher = await start_dispatcher(poll_interval=0.05, circuit_threshold=2)
+    await post_event(client, "shop", {"n": 0})
+    await wait_until(lambda: sink.count("/fine") == 1, message="the first event delivered")
+    assert dispatcher.targets.get(down["id"]) is not None
+    allowances, _ = dispatcher._allowances(50)
+    assert allowances is not None, "a 2-request endpoint limits a 50-row claim"
+
+    await post_event(client, "shop", {"n": 1})
+    await wait_until(lambda: down["id"] in dispatcher.targets.resting,
+                     message="the dispatcher to hear that the circuit opened")
+    allowances, _ = dispatcher._allowances(50)
+    assert allowances is None, "an endpoint resting its circuit limits no claim"
+    async with queue.pooled() as connection:
+        assert await connection.fetchval(
+            "SELECT circuit_opened_at IS NOT NULL FROM endpoint WHERE id = $1", down["id"])

@@ -188,3 +188,27 @@ async def test_a_delivery_its_gate_refuses_after_the_claim_is_announced_to_the_o
                          message="a relay_due notification")
     [row] = await wait_for_statuses("pending", 1)
     assert row.lease_owner is None and row.next_attempt_at is not None
+
+
+def test_the_smallest_max_in_flight_leaves_out_resting_and_excluded_endpoints():
+    from datetime import UTC, datetime
+
+    from dispatch.endpoints import Target, Targets
+
+    targets = Targets()
+    assert targets.smallest_max_in_flight() == 0, "nothing known: every endpoint may limit"
+    for endpoint_id, max_in_flight in (("ep_small", 2), ("ep_mid", 10), ("ep_big", 1000)):
+        targets.remember(Target(
+            id=endpoint_id, url="http://127.0.0.1:9/", headers={}, secret="whsec_x",
+            previous_secret=None, previous_secret_expires_at=None, timeout=5.0,
+            max_in_flight=max_in_flight, rate_limit=None, retry_schedule=[1.0],
+            updated_at=datetime.now(UTC)))
+    assert targets.smallest_max_in_flight() == 2
+    assert targets.smallest_max_in_flight({"ep_small"}) == 10
+    targets.note_resting("ep_small", True)
+    assert targets.smallest_max_in_flight() == 10
+    targets.note_resting("ep_mid", True)
+    assert targets.smallest_max_in_flight() == 1000
+    assert targets.smallest_max_in_flight({"ep_big"}) > 10**9, "nothing left to limit"
+    targets.note_resting("ep_small", False)
+    assert targets.smallest_max_in_flight() == 2
