@@ -94,7 +94,7 @@ async def explain_claim(connection: asyncpg.Connection, limit: int) -> str:
     try:
         rows = await connection.fetch(
             f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) {CLAIM_SQL}",
-            "bench-explain", limit, [], 15.0, 30.0)
+            "bench-explain", limit, [], 15.0, 30.0, None)
     finally:
         await transaction.rollback()
     return "\n".join(row[0] for row in rows)

@@ -148,6 +148,7 @@ _CLAIM = f"""
 WITH due AS (
     SELECT id FROM delivery
     WHERE status IN {WAITING_SQL} AND next_attempt_at <= now()
+      AND next_attempt_at >= coalesce($7::timestamptz, '-infinity')
       AND NOT (endpoint_id = ANY($3::text[]))
       AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
       AND """ + _circuit_closed("$6") + """
@@ -160,6 +161,7 @@ _CLAIM_WITHIN_ALLOWANCES = f"""
 WITH candidate AS (
     SELECT id, endpoint_id, next_attempt_at FROM delivery
     WHERE status IN {WAITING_SQL} AND next_attempt_at <= now()
+      AND next_attempt_at >= coalesce($11::timestamptz, '-infinity')
       AND NOT (endpoint_id = ANY($3::text[]))
       AND endpoint_id NOT IN (SELECT id FROM endpoint WHERE kind = 'cli')
       AND """ + _circuit_closed("$10") + """
@@ -223,6 +225,7 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
                 lease_margin: float,
                 allowances: Mapping[str, int] | None = None, reserved: int = 0,
                 circuit_cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
+                due_from: datetime | None = None,
                 ) -> tuple[list[Claimed], datetime | None]:
     """Lease up to `limit` due deliveries (oldest due first), skipping `exclude` endpoints;
     returns them and when the earliest not-yet-due delivery becomes due (None: none).
@@ -234,6 +237,11 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
     plus `lease_margin` seconds. Deliveries of an endpoint whose circuit is open (or
     whose half-open circuit's probe is out) are left where they are, not leased and put
     back one by one.
+
+    `due_from` leaves out deliveries due before it: the due time of the last row a
+    full claim leased, where the next may start. Everything due earlier was leased or
+    left out by that claim, and the rows it left out (endpoints excluded, rows other
+    claims held) are walked again only by a claim without it (see `Dispatcher`).
     """
     async with planned_once(connection, IN_DUE_ORDER):
         if allowances is not None:
@@ -241,10 +249,11 @@ async def claim(connection: asyncpg.Connection, owner: str, limit: int,
             rows = await connection.fetch(
                 _CLAIM_WITHIN_ALLOWANCES, owner, limit, list(exclude), default_timeout,
                 lease_margin, limit * CLAIM_SCAN_FACTOR, ids, [allowances[i] for i in ids],
-                reserved, circuit_cooldown)
+                reserved, circuit_cooldown, due_from)
         else:
             rows = await connection.fetch(_CLAIM, owner, limit, list(exclude),
-                                          default_timeout, lease_margin, circuit_cooldown)
+                                          default_timeout, lease_margin, circuit_cooldown,
+                                          due_from)
     next_due = rows[0]["next_due"] if rows else None
     return [claimed_from_row(row) for row in rows if row["id"] is not None], next_due
 

@@ -53,6 +53,11 @@ log = logging.getLogger("relay.dispatch")
 CLAIMERS = 2
 """Claims that may wait for the database at once while there is a backlog."""
 
+FULL_WALK_EVERY = 1.0
+"""Seconds between claims from the head of the due order while claims start further on
+(`Dispatcher.due_from`): how long a delivery left behind (handed back with its old due
+time, held by a claim that failed) may wait while a backlog drains."""
+
 PROBE_HOLD_SECONDS = 5.0
 """While a half-open circuit's probe is out, the endpoint's other due deliveries wait
 this long (at most the cool-down) before they are looked at again."""
@@ -127,6 +132,18 @@ class Dispatcher:
         would lease rows their deliveries are about to fill the gates with, only for the
         gates to hand them back."""
         self.claim_failing = False
+        self.due_from: datetime | None = None
+        """Where the next claim starts in due order: the due time of the last row a full
+        claim leased. A claim from the head walks again every due delivery the claims
+        before it left (a full endpoint's backlog, rows other dispatchers hold): that
+        walk grew with each claim until the backlog was gone. Rows left behind are
+        taken by a claim from the head, made as soon as one from here comes back short
+        and at least every FULL_WALK_EVERY seconds."""
+        self.walked_all_at = -math.inf
+        """The monotonic time of the last claim from the head."""
+        self.walk_again = False
+        """The last claim started at `due_from` and came back short: the next starts at
+        the head at once."""
         self.left_due = True
         """The last claim may have left due deliveries behind (it found some, or the
         limit of an endpoint still answering kept it from looking): a slot that frees up
@@ -180,6 +197,8 @@ class Dispatcher:
                 for job, target in jobs:
                     self.start_send(job, target)
                 claimed_all = self.backlogged = claimed == free
+                if self.walk_again:
+                    self.walk_again, claimed_all = False, True
                 if self.missed_wake:
                     self.missed_wake = False
                     claimed_all = True
@@ -224,9 +243,14 @@ class Dispatcher:
             clock = time.monotonic()
             blocked = self.gates.blocked(clock)
             exclude = blocked + sorted(self.probing)
+            due_from = self.due_from
+            if due_from is None or clock - self.walked_all_at >= FULL_WALK_EVERY:
+                due_from, self.walked_all_at = None, clock
             rows, next_due = await queue.claim(
                 connection, self.owner, free, exclude, settings.RELAY_DELIVERY_TIMEOUT,
-                self.lease_margin, allowances, reserved, self.circuit_cooldown)
+                self.lease_margin, allowances, reserved, self.circuit_cooldown, due_from)
+            self.due_from = max(row.due_at for row in rows) if len(rows) == free else None
+            self.walk_again = due_from is not None and len(rows) < free
             if len(rows) < free:
                 self.next_due = next_due
             limited = blocked + [endpoint_id for endpoint_id, n in (allowances or {}).items()

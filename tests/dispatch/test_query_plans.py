@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 
 from dispatch import queue
 from dispatch.queue import pooled
@@ -57,12 +58,12 @@ async def uses(connection, plan_text: str, index: str) -> bool:
 async def test_claim_sweep_and_routing_use_partial_indexes(db):
     async with pooled() as connection:
         await fill(connection)
-        claim = await plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0)
+        claim = await plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0, None)
         assert await uses(connection, claim, "delivery_due_idx"), claim
         # The open-circuit check is looked up per row reached, not joined to every due row.
         assert "Anti Join" not in claim, claim
         within = await plan(connection, queue._CLAIM_WITHIN_ALLOWANCES, "me", 100, [], 15.0,
-                            30.0, 200, ["ep_1"], [1], 0, 30.0)
+                            30.0, 200, ["ep_1"], [1], 0, 30.0, None)
         assert await uses(connection, within, "delivery_due_idx"), within
         assert "Anti Join" not in within, within
         # No delivery is leased here: any index on status will do, but never a full scan.
@@ -105,6 +106,10 @@ def _literal(value) -> str:
             "int[]" if value and isinstance(value[0], int) else "text[]")
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::timestamptz"
     return repr(value)
 
 
@@ -114,11 +119,13 @@ async def test_the_generic_plans_walk_the_partial_indexes(db):
     given values."""
     async with pooled() as connection:
         await fill(connection)
-        claim = await generic_plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0, 30.0)
-        assert await uses(connection, claim, "delivery_due_idx"), claim
-        assert "Anti Join" not in claim and not full_scan(claim), claim
+        for due_from in (None, datetime.now(UTC) - timedelta(minutes=5)):
+            claim = await generic_plan(connection, queue._CLAIM, "me", 100, [], 15.0, 30.0,
+                                       30.0, due_from)
+            assert await uses(connection, claim, "delivery_due_idx"), claim
+            assert "Anti Join" not in claim and not full_scan(claim), claim
         within = await generic_plan(connection, queue._CLAIM_WITHIN_ALLOWANCES, "me", 100, [],
-                                    15.0, 30.0, 200, ["ep_1"], [1], 0, 30.0)
+                                    15.0, 30.0, 200, ["ep_1"], [1], 0, 30.0, None)
         assert await uses(connection, within, "delivery_due_idx"), within
         assert "Anti Join" not in within and not full_scan(within), within
         from dispatch.routing import _ROUTE, _TAKE_UNROUTED
@@ -175,9 +182,9 @@ async def test_claims_walk_the_due_index_on_a_partition_without_statistics(db):
             FROM generate_series(1, 20000) AS n""", id_boundary("dlv", time.time()))
         await forget_statistics(connection, today)
         for sql, args in (
-                (queue._CLAIM, ("me", 100, [], 15.0, 30.0, 30.0)),
+                (queue._CLAIM, ("me", 100, [], 15.0, 30.0, 30.0, None)),
                 (queue._CLAIM_WITHIN_ALLOWANCES, ("me", 100, [], 15.0, 30.0, 200, ["ep_1"],
-                                                  [1], 0, 30.0))):
+                                                  [1], 0, 30.0, None))):
             async with connection.transaction():
                 await connection.execute(queue.IN_DUE_ORDER)
                 claim = await plan(connection, sql, *args)
