@@ -55,8 +55,8 @@ CLAIMERS = 2
 
 FULL_WALK_EVERY = 1.0
 """Seconds between claims from the head of the due order while claims start further on
-(`Dispatcher.due_from`): how long a delivery left behind (handed back with its old due
-time, held by a claim that failed) may wait while a backlog drains."""
+(`Dispatcher.due_from`): how long a delivery left behind (its endpoint's gate was full,
+another claim held it, that claim failed) may wait while a backlog drains."""
 
 PROBE_HOLD_SECONDS = 5.0
 """While a half-open circuit's probe is out, the endpoint's other due deliveries wait
@@ -280,7 +280,9 @@ class Dispatcher:
                     back.append(PutBack(job.id, job.endpoint_id, None))
                 elif not self.gates.gate(job.endpoint_id, target.max_in_flight,
                                          target.rate_limit).try_acquire(clock):
-                    back.append(PutBack(job.id, job.endpoint_id, job.due_at))
+                    # Due now, not at its old time: claims from a frontier
+                    # (`due_from`) would pass over it until the next claim from the head.
+                    back.append(PutBack(job.id, job.endpoint_id, now))
                     refused += 1
                 else:
                     go, again = await self._circuit_check(connection, job, target, now)
