@@ -53,7 +53,13 @@ async def _sample(connection: asyncpg.Connection) -> dict[str, Any]:
         "SELECT id FROM event WHERE id >= $1 ORDER BY id LIMIT 1", partitions.id_bound("evt", old))
     delivery_id = await connection.fetchval(
         "SELECT id FROM delivery WHERE event_id = $1 ORDER BY id LIMIT 1", event_id)
-    return {"event": event_id, "delivery": delivery_id, "old": old}
+    due = await connection.fetchval(
+        "SELECT count(*) FROM delivery WHERE status IN ('pending', 'retrying')"
+        " AND next_attempt_at <= now()")
+    frontier = await connection.fetchval(
+        "SELECT next_attempt_at FROM delivery WHERE status IN ('pending', 'retrying')"
+        " AND next_attempt_at <= now() ORDER BY next_attempt_at OFFSET $1 LIMIT 1", due // 2)
+    return {"event": event_id, "delivery": delivery_id, "old": old, "frontier": frontier}
 
 
 def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | None]]:
@@ -73,6 +79,8 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
          [fresh, [f"dlv_{'z' * 10}{n:016d}" for n in range(3)], fresh, [ENDPOINT] * 3,
           [1, 2, 0], "audit", 15.0, 30.0, []], make_unrouted),
         ("claim", queue._CLAIM, ["audit", 100, [], 15.0, 5.0, 30.0, None], None),
+        ("claim from a frontier (half the due deliveries before it)", queue._CLAIM,
+         ["audit", 100, [], 15.0, 5.0, 30.0, sample["frontier"]], None),
         ("claim within allowances", queue._CLAIM_WITHIN_ALLOWANCES,
          ["audit", 100, [], 15.0, 5.0, 200, [ENDPOINT], [5], 0, 30.0, None], None),
         ("cli: pull one (relay listen)", cli._CLAIM_ONE, ["audit", ENDPOINT, 30.0], None),
@@ -155,6 +163,7 @@ def _id_window(prefix: str, since: datetime, until: datetime) -> tuple[str | Non
 
 
 GENERIC = {"routing: read unrouted", "routing: mark and insert", "claim",
+           "claim from a frontier (half the due deliveries before it)",
            "claim within allowances", "settle: insert attempts", "settle: update deliveries"}
 """Statements Relay runs on their generic plans (dispatch.queue.GENERIC_PLAN)."""
 GENERIC_LABEL = " (generic plan, as run)"
