@@ -175,12 +175,13 @@ class Dispatcher:
                 free = 0
             claimed_all = False
             if free > 0:
-                allowances, reserved = self._allowances(free)
+                blocked = self.gates.blocked(time.monotonic())
+                allowances, reserved = self._allowances(free, blocked)
                 mine = (free, allowances)
                 self.claiming += free
                 self.claims_out.append(mine)
                 try:
-                    claimed, jobs = await self.claim(free, allowances, reserved)
+                    claimed, jobs = await self.claim(free, allowances, reserved, blocked)
                     self.claim_failing = False
                 except Exception as exc:  # noqa: BLE001 - the database comes back; so do we
                     if not self.claim_failing:
@@ -212,36 +213,38 @@ class Dispatcher:
         return 0 if self.stopping else max(
             0, self.concurrency - len(self.in_flight) - self.claiming)
 
-    def _allowances(self, free: int) -> tuple[dict[str, int] | None, int]:
+    def _allowances(self, free: int, blocked: Sequence[str] = ()
+                    ) -> tuple[dict[str, int] | None, int]:
         """For a claim of `free` rows: what each gated endpoint may take (None when no
         endpoint limits such a claim, see `queue.claim`), and how many rows the claims
         already out may take of any endpoint without a gate. Before any endpoint is
         known (the first claim), every one may limit it.
 
-        Endpoints the claim leaves out (their gate is full) and those resting (circuit
+        Endpoints the claim leaves out (`blocked`: their gate is full) and those resting (circuit
         open, disabled: their backlog is parked) limit nothing: with only those below
         the claim's size, the plain claim runs, which costs about half as much per row
         (a black hole beside a healthy endpoint no longer doubles the healthy one's
         claims)."""
-        clock = time.monotonic()
-        every = self.gates.allowances(clock, below=math.inf)
+        every = self.gates.allowances(time.monotonic(), below=math.inf)
         left, reserved = shared_allowances(every, self.claims_out)
-        blocked = set(self.gates.blocked(clock))
+        left_out = set(blocked)
         allowances = {endpoint_id: n for endpoint_id, n in left.items()
-                      if n < free and endpoint_id not in blocked}
-        if allowances or self.targets.smallest_max_in_flight(blocked) < free + reserved:
+                      if n < free and endpoint_id not in left_out}
+        if allowances or self.targets.smallest_max_in_flight(left_out) < free + reserved:
             return allowances, reserved
         return None, reserved
 
     async def claim(self, free: int, allowances: dict[str, int] | None = None,
-                    reserved: int = 0) -> tuple[int, list[tuple[Claimed, Target]]]:
+                    reserved: int = 0, blocked: list[str] | None = None,
+                    ) -> tuple[int, list[tuple[Claimed, Target]]]:
         """Lease up to `free` due deliveries (within `allowances`, less `reserved` of each
         endpoint's `max_in_flight`: see `queue.claim`); returns how many were leased and
         those to send now. The rest went straight back: parked, held by a circuit, over a
         gate."""
         async with pooled() as connection:
             clock = time.monotonic()
-            blocked = self.gates.blocked(clock)
+            if blocked is None:
+                blocked = self.gates.blocked(clock)
             exclude = blocked + sorted(self.probing)
             due_from = self.due_from
             if due_from is None or clock - self.walked_all_at >= FULL_WALK_EVERY:
