@@ -1,3 +1,6 @@
+"""An experiment released by mistake (narrower indexes over deliveries in flight); 0015
+puts the indexes back as they were."""
+
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 

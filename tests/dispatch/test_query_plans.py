@@ -193,3 +193,18 @@ async def test_claims_walk_the_due_index_on_a_partition_without_statistics(db):
             assert re.search(r"LockRows[^\n]*\n\s*->  Sort", claim) is None, claim
             assert "JIT" not in claim, claim
 
+
+
+async def test_statements_over_deliveries_in_flight_use_the_partial_indexes(db):
+    """Retention (what a day's drop must keep) and an endpoint's delete (cancel what is in
+    flight) ask for every state in flight, `delivering` included: the partial indexes must
+    hold those rows, or both statements read every delivery of the range."""
+    from relay import retention
+
+    async with pooled() as connection:
+        await fill(connection)
+        active = await plan(connection, retention._ACTIVE_EVENTS.split(" AS\n", 1)[1],
+                            "evt_z")
+        assert await uses(connection, active, "delivery_open_event_idx"), active
+        cancel = await plan(connection, queue._CANCEL, "ep_1")
+        assert await uses(connection, cancel, "delivery_open_endpoint_idx"), cancel
