@@ -13,6 +13,16 @@ channels-redis). A NOTIFY payload holds at most 8,000 bytes: a live batch
 sent in one statement (so in order); an item that alone is too large is dropped and
 counted in the next payload's `dropped`. The bus sends one batch per 20 ms, so this costs
 PostgreSQL a few small transactions a second, not one per delivery.
+
+Nobody watching, nothing sent: most of the time no dashboard is open, and every NOTIFY
+commits through a cluster-wide lock and wakes every listening connection (the
+dispatchers' wake-up listeners among them). The LISTEN connections carry the
+application name `LISTENER_NAME`, and a sender asks `pg_stat_activity` at most once per
+`AUDIENCE_TTL` whether one is connected. While none is, messages are held rather than
+sent; the next check sends them if a listener has come (it was connected, hence about to
+listen, before they were published) and drops them otherwise (nobody could have got
+them). So a dashboard that joins misses nothing published after it joined, and a message
+waits at most `AUDIENCE_TTL` when it is the first one a new listener gets.
 """
 
 from __future__ import annotations
@@ -21,7 +31,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import asyncpg
@@ -37,6 +48,16 @@ RETRY_INTERVAL = 1.0
 LISTEN_WAIT = 2.0
 """`group_add` waits at most this long for the LISTEN connection (then it keeps trying)."""
 _SEND = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+LISTENER_NAME = "relay live listener"
+"""`application_name` of the LISTEN connections: how senders know that someone listens."""
+AUDIENCE_TTL = 1.0
+"""Seconds a sender goes on its last answer to "is anyone listening?"."""
+HELD_LIMIT = 1_000
+"""Payloads held at most while the answer is "nobody" (the oldest go first)."""
+_AUDIENCE = """
+SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+               WHERE datname = current_database() AND application_name = $1)
+"""
 
 
 def _encode(group: str, message: dict[str, Any]) -> bytes:
@@ -103,13 +124,23 @@ class PostgresChannelLayer(BaseChannelLayer):
         self._listen_task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         """Set while the LISTEN connection is up (tests wait for it)."""
+        self._audience = False
+        self._audience_until = 0.0
+        self._held: deque[str] = deque(maxlen=HELD_LIMIT)
+        self._recheck: asyncio.TimerHandle | None = None
+        self.notified = 0
+        """Payloads sent as NOTIFY so far (held ones count once they are sent)."""
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self, application_name: str | None = None) -> asyncpg.Connection:
         from kernel.database import connection_params, database_url
 
-        return await asyncpg.connect(**connection_params(database_url()), timeout=5)
+        params = connection_params(database_url())
+        if application_name is not None:
+            params["server_settings"] = {**params.get("server_settings", {}),
+                                         "application_name": application_name}
+        return await asyncpg.connect(**params, timeout=5)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert self.require_valid_group_name(group)
@@ -120,16 +151,63 @@ class PostgresChannelLayer(BaseChannelLayer):
         if self._sender_lock is None or self._sender_loop is not loop:
             # A connection belongs to one event loop (tests and commands start new ones).
             self._sender_lock, self._sender, self._sender_loop = asyncio.Lock(), None, loop
+            self._audience_until, self._recheck = 0.0, None
+            self._held.clear()
         async with self._sender_lock:
-            if self._sender is None or self._sender.is_closed():
-                self._sender = await self._connect()
+            self._held.extend(texts)
+            await self._send_held(loop)
+
+    async def _send_held(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send the held payloads if someone listens; hold them until the next check if
+        the last answer was "nobody"; drop them if a fresh check says so. Under the lock."""
+        fresh = False
+        try:
+            if self.groups:
+                self._audience = True
+            elif loop.time() >= self._audience_until:
+                self._audience = await self._query(lambda sender: sender.fetchval(
+                    _AUDIENCE, LISTENER_NAME))
+                self._audience_until = loop.time() + AUDIENCE_TTL
+                fresh = True
+            if self._audience:
+                texts = list(self._held)
+                self._held.clear()
+                await self._query(lambda sender: sender.execute(
+                    _SEND, self.notify_channel, texts))
+                self.notified += len(texts)
+            elif fresh:
+                self._held.clear()
+            elif self._recheck is None:
+                self._recheck = loop.call_at(self._audience_until, self._check_again, loop)
+        except BaseException:
+            self._held.clear()
+            raise
+
+    def _check_again(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._recheck = None
+        if self._held:
+            loop.create_task(self._send_held_later(loop), name="relay-live-recheck")
+
+    async def _send_held_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._sender_lock is not None
+        async with self._sender_lock:
+            if not self._held or self._sender_loop is not loop:
+                return
             try:
-                await self._sender.execute(_SEND, self.notify_channel, texts)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                connection, self._sender = self._sender, None
-                with contextlib.suppress(Exception):
-                    connection.terminate()
-                raise
+                await self._send_held(loop)
+            except Exception as exc:  # noqa: BLE001 - the live view is best-effort
+                log.debug("live: held messages not sent: %s", exc)
+
+    async def _query(self, run: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        if self._sender is None or self._sender.is_closed():
+            self._sender = await self._connect()
+        try:
+            return await run(self._sender)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            connection, self._sender = self._sender, None
+            with contextlib.suppress(Exception):
+                connection.terminate()
+            raise
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """Only to this process's channels (the live stream never sends to one channel)."""
@@ -211,7 +289,7 @@ class PostgresChannelLayer(BaseChannelLayer):
             lost = asyncio.Event()
             connection: asyncpg.Connection | None = None
             try:
-                connection = await self._connect()
+                connection = await self._connect(LISTENER_NAME)
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(self.notify_channel, self._deliver)
                 if warned:

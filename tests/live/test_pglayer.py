@@ -64,3 +64,52 @@ async def test_a_group_message_crosses_from_one_layer_to_another(database):
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def _raw_listener(channel: str) -> tuple[object, asyncio.Queue]:
+    """A plain LISTEN connection (not a layer's: it does not count as an audience)."""
+    import asyncpg
+
+    from kernel.database import connection_params, database_url
+
+    connection = await asyncpg.connect(**connection_params(database_url()))
+    heard: asyncio.Queue = asyncio.Queue()
+    await connection.add_listener(channel, lambda *args: heard.put_nowait(args[-1]))
+    return connection, heard
+
+
+async def test_nothing_is_notified_while_no_layer_listens(database):
+    """No dashboard open: a group message costs no NOTIFY (each would take PostgreSQL's
+    notify lock and wake every listening connection). Checked on the wire: a marker sent
+    after the message arrives first, and NOTIFYs arrive in commit order."""
+    from kernel.pglayer import NOTIFY_CHANNEL
+
+    sender = PostgresChannelLayer()
+    connection, heard = await _raw_listener(NOTIFY_CHANNEL)
+    try:
+        await sender.group_send(LIVE_GROUP, {"type": LAYER_MESSAGE_TYPE, "message": _item(1)})
+        await connection.execute(f"NOTIFY {NOTIFY_CHANNEL}, 'marker'")
+        assert await asyncio.wait_for(heard.get(), 10) == "marker"
+        assert sender.notified == 0
+    finally:
+        await connection.close()
+        await sender.close()
+
+
+async def test_a_listener_that_joins_gets_what_is_sent_after_it_joined(database):
+    """The sender's last answer was "nobody listens" (it holds for a while): a message sent
+    after a dashboard joined elsewhere still reaches it, once the sender asks again."""
+    sender, receiver = PostgresChannelLayer(), PostgresChannelLayer()
+    try:
+        await sender.group_send(LIVE_GROUP, {"type": LAYER_MESSAGE_TYPE, "message": _item(1)})
+        assert sender.notified == 0
+        channel = await receiver.new_channel("relay.live.")
+        await receiver.group_add(LIVE_GROUP, channel)
+        await asyncio.wait_for(receiver.listening.wait(), 10)
+        await sender.group_send(LIVE_GROUP, {"type": LAYER_MESSAGE_TYPE, "message": _item(2)})
+        envelope = await asyncio.wait_for(receiver.receive(channel), 10)
+        assert envelope["message"] == _item(2)
+        assert sender.notified == 1
+    finally:
+        await sender.close()
+        await receiver.close()
