@@ -2,7 +2,7 @@
 hour (tables `endpoint_rollup` and `source_rollup`, migration 0006).
 
 Writers add counts with one `INSERT … ON CONFLICT DO UPDATE` per batch: the settle writer
-for attempts (`record_attempts`, inside its transaction, so a rollup counts exactly the
+for attempts (`COUNT_ATTEMPTS`, part of its write, so a rollup counts exactly the
 attempts that were committed), the router for events (inside its routing statement, so an
 event is counted by the one statement that marks it routed). Rows go in key order, so two
 dispatchers that upsert the same rows take their locks in the same order.
@@ -88,9 +88,9 @@ def roll_up(attempts: Iterable[AttemptFacts], total_key: str | None = None) -> l
         bucket = bucket_of(attempt.duration_ms)
         success = is_success(attempt.status_code)
         keys = [attempt.endpoint_id] if total_key is None else [attempt.endpoint_id, total_key]
+        starts = [(span, floor_to(attempt.started_at, span)) for span in SPANS]
         for endpoint_id in keys:
-            for span in SPANS:
-                start = floor_to(attempt.started_at, span)
+            for span, start in starts:
                 row = rows.get((endpoint_id, span, start))
                 if row is None:
                     row = rows[(endpoint_id, span, start)] = RollupRow(endpoint_id, span, start)
@@ -122,21 +122,21 @@ SET attempts = r.attempts + excluded.attempts,
 """  # noqa: S608 - generated from constants; values are bound
 
 
-async def record_attempts(connection: asyncpg.Connection, attempts: Sequence[AttemptFacts],
-                          total_key: str | None = None) -> None:
-    """Add a batch of attempts to the rollups (call it last in the transaction that inserts
-    them, after the endpoint rows are locked)."""
+COUNT_ATTEMPTS = _UPSERT_ATTEMPTS
+"""Adds a batch of attempts to the rollups; its 8 parameters are `count_attempts_args`.
+Part of the settle's write (dispatch.settle), after the endpoint rows are locked."""
+
+
+def count_attempts_args(attempts: Sequence[AttemptFacts],
+                        total_key: str | None = None) -> list[list[Any]]:
     rows = roll_up(attempts, total_key)
-    if not rows:
-        return
-    await connection.execute(
-        _UPSERT_ATTEMPTS,
+    return [
         [row.endpoint_id for row in rows], [row.span for row in rows],
         [row.start_at for row in rows], [row.attempts for row in rows],
         [row.successes for row in rows], [row.failures for row in rows],
         [row.duration_ms_sum for row in rows],
         ["{" + ",".join(map(str, row.latency)) + "}" for row in rows],
-    )
+    ]
 
 
 # --- counting events (a part of the routing statement) -------------------------------------------

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from dispatch.retry import (
     parse_retry_after,
     should_auto_disable,
 )
-from dispatch.rollups import TOTAL_KEYS, AttemptFacts, record_attempts
+from dispatch.rollups import COUNT_ATTEMPTS, TOTAL_KEYS, AttemptFacts, count_attempts_args
 from dispatch.states import DELIVERING, FAILED, RETRYING, SUCCEEDED
 from kernel.bus import publish
 from kernel.ids import new_id
@@ -138,6 +139,22 @@ the endpoint's waiting deliveries are parked while it is open (dispatch.queue.pa
 and made due again once it has closed (dispatch.queue.circuit_upkeep), whoever opened it."""
 
 
+def _shifted(sql: str, by: int) -> str:
+    """`sql` with its parameters $n renumbered $(n + by)."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
+
+
+_WRITE = f"""
+WITH settled AS ({_UPDATE_DELIVERIES}), health AS ({_shifted(_UPDATE_HEALTH, 8)}),
+counted AS ({_shifted(COUNT_ATTEMPTS, 13)})
+SELECT id FROM settled
+"""  # noqa: S608 - composed from constant statements
+"""What a batch changes under the endpoint locks, in one statement (one round trip while
+they are held): the deliveries ($1-$8, `_UPDATE_DELIVERIES`, returning the ids whose
+lease still held), the endpoints' health ($9-$13, `_UPDATE_HEALTH`) and the rollups
+($14-$21, dispatch.rollups.COUNT_ATTEMPTS). Each CTE writes a table of its own."""
+
+
 @dataclass(slots=True)
 class _Health:
     enabled: bool
@@ -232,27 +249,31 @@ class SettleWriter:
                 state = health.get(item.job.endpoint_id)
                 if state is not None and state.circuit.opened_at is not None:
                     item.next_attempt_at = None  # parked until the circuit closes
+            ids = list(health)
             applied = {row["id"] for row in await connection.fetch(
-                _UPDATE_DELIVERIES, self.owner,
+                _WRITE, self.owner,
                 [item.job.id for item in batch], [item.status for item in batch],
                 [item.job.attempt for item in batch], [item.next_attempt_at for item in batch],
                 [item.result.status_code for item in batch],
                 [item.result.error for item in batch], [item.completed_at for item in batch],
+                ids, [health[i].circuit.opened_at for i in ids],
+                [health[i].circuit.consecutive_failures for i in ids],
+                [health[i].first_failure_at for i in ids],
+                [health[i].last_success_at for i in ids],
+                *count_attempts_args([
+                    AttemptFacts(item.job.endpoint_id, item.result.started_at,
+                                 item.result.status_code, item.result.duration_ms)
+                    for item in batch], self.total_key),
             )}
             for item in batch:
                 item.applied = item.job.id in applied
                 state = health.get(item.job.endpoint_id)
                 item.resting = state is not None and (
                     state.circuit.opened_at is not None or state.disable_reason is not None)
-            await self._write_health(connection, health)
             for endpoint_id, state in health.items():
                 if state.disable_reason and await disable_endpoint(
                         connection, endpoint_id, state.disable_reason):
                     disabled[endpoint_id] = state.disable_reason
-            await record_attempts(connection, [
-                AttemptFacts(item.job.endpoint_id, item.result.started_at,
-                             item.result.status_code, item.result.duration_ms)
-                for item in batch], self.total_key)
         # After the commit, beside the next batches: results are not kept waiting (nor
         # their rows locked) while an opened circuit's backlog is parked.
         opened = [endpoint_id for endpoint_id, state in health.items()
@@ -319,15 +340,6 @@ class SettleWriter:
                 state.disable_reason = item.disable_reason
             elif should_auto_disable(state.first_failure_at, state.last_success_at, now):
                 state.disable_reason = auto_disable_reason()
-
-    async def _write_health(self, connection: asyncpg.Connection,
-                            health: dict[str, _Health]) -> None:
-        ids = list(health)
-        await connection.execute(
-            _UPDATE_HEALTH, ids, [health[i].circuit.opened_at for i in ids],
-            [health[i].circuit.consecutive_failures for i in ids],
-            [health[i].first_failure_at for i in ids], [health[i].last_success_at for i in ids],
-        )
 
     def _publish(self, batch: list[Settlement], disabled: dict[str, str]) -> None:
         """Tell the live bus, the metrics and the attempt log what was written."""
