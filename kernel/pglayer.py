@@ -257,6 +257,10 @@ class PostgresChannelLayer(BaseChannelLayer):
 
     async def close(self) -> None:
         await self.flush()
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        self._held.clear()
         if self._sender is not None:
             with contextlib.suppress(Exception):
                 await self._sender.close()
