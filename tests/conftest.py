@@ -20,6 +20,12 @@ _PG_PORT = free_port()
 os.environ["RELAY_DATABASE_URL"] = os.environ.get(
     "RELAY_TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_PG_PORT}/relay_test"
 )
+_TMP = tempfile.mkdtemp(prefix="relay-tests-")
+"""Everything the suite makes in the temporary directory goes here (clusters, data dirs,
+logs): removed when the run passes, kept (and named) when it fails."""
+os.chmod(_TMP, 0o711)  # PostgreSQL runs as another user when the suite runs as root
+tempfile.tempdir = _TMP
+os.environ["TMPDIR"] = _TMP  # and the servers and commands the tests start
 _DATA_DIR = tempfile.mkdtemp(prefix="relay-test-data-")
 os.environ.setdefault("RELAY_DATA_DIR", _DATA_DIR)
 os.environ.setdefault("RELAY_METRICS_DIR", os.path.join(_DATA_DIR, "metrics"))
@@ -64,8 +70,11 @@ socket.socket.connect = _guarded(_real_connect)
 socket.socket.connect_ex = _guarded(_real_connect_ex)
 
 
-def pytest_unconfigure(config):
-    shutil.rmtree(_DATA_DIR, ignore_errors=True)
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0:
+        shutil.rmtree(_TMP, ignore_errors=True)
+    else:
+        print(f"\nThe run's temporary files (logs, databases) are kept in {_TMP}")
 
 
 @pytest.fixture(autouse=True)
