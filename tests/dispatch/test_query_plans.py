@@ -194,6 +194,55 @@ async def test_claims_walk_the_due_index_on_a_partition_without_statistics(db):
             assert "JIT" not in claim, claim
 
 
+EVENTS_OF_TODAY = """
+INSERT INTO event (id, received_at, method, query, headers, content_type, size, body)
+SELECT $1 || lpad(n::text, 15, '0'), now(), 'POST', '', '{}', '', 0, ''
+FROM generate_series(1, $2) AS n
+"""
+
+
+async def test_events_are_read_by_key_in_plans_made_while_the_day_was_empty(db):
+    """Routing and claims read each delivery's event by its primary key. A connection
+    keeps its generic plans: one made while today's event partition was nearly empty (as
+    every connection's is early in the day, once autovacuum has analyzed it) read it
+    with a sequential scan per delivery for as long as the connection lived, slower with
+    every event of the day (0.5 s a routing batch after 6,000 events)."""
+    from dispatch.routing import _ROUTE
+    from kernel import partitions
+    from kernel.ids import id_boundary
+
+    today = partitions.partition_name("event", partitions.today())
+    route_args = (["evt_1"], ["dlv_1"], ["evt_1"], ["ep_1"], [1], "me", 15.0, 30.0, ["ep_2"])
+    claim_args = ("me", 100, [], 15.0, 30.0, 30.0, None)
+    async with pooled() as connection:
+        first = id_boundary("evt", time.time())
+        await connection.execute(f"TRUNCATE {today}")
+        await connection.execute(EVENTS_OF_TODAY, first + "a", 5)
+        await connection.execute(f"ANALYZE {today}")
+        await connection.execute(f"PREPARE route AS {_ROUTE}")
+        await connection.execute(f"PREPARE claim AS {queue._CLAIM}")
+        try:
+            async with connection.transaction():
+                await connection.execute(queue.IN_DUE_ORDER)
+                # The plans are made (and kept) while the day's partition is nearly empty.
+                await connection.execute(
+                    f"EXPLAIN EXECUTE route({', '.join(map(_literal, route_args))})")
+                await connection.execute(
+                    f"EXPLAIN EXECUTE claim({', '.join(map(_literal, claim_args))})")
+            await connection.execute(EVENTS_OF_TODAY, first + "b", 20000)
+            for name, args, settings in (("route", route_args, queue.GENERIC_PLAN),
+                                         ("claim", claim_args, queue.IN_DUE_ORDER)):
+                async with connection.transaction():
+                    await connection.execute(settings)
+                    rows = await connection.fetch(
+                        f"EXPLAIN EXECUTE {name}({', '.join(map(_literal, args))})")
+                kept = "\n".join(row[0] for row in rows)
+                assert f"Seq Scan on {today}" not in kept, kept
+                assert "JIT" not in kept, kept
+        finally:
+            await connection.execute("DEALLOCATE route")
+            await connection.execute("DEALLOCATE claim")
+
 
 async def test_statements_over_deliveries_in_flight_use_the_partial_indexes(db):
     """Retention (what a day's drop must keep) and an endpoint's delete (cancel what is in
