@@ -136,11 +136,9 @@ class PostgresChannelLayer(BaseChannelLayer):
     async def _connect(self, application_name: str | None = None) -> asyncpg.Connection:
         from kernel.database import connection_params, database_url
 
-        params = connection_params(database_url())
-        if application_name is not None:
-            params["server_settings"] = {**params.get("server_settings", {}),
-                                         "application_name": application_name}
-        return await asyncpg.connect(**params, timeout=5)
+        settings = {"application_name": application_name} if application_name else None
+        return await asyncpg.connect(**connection_params(database_url()),
+                                     server_settings=settings, timeout=5)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert self.require_valid_group_name(group)
