@@ -59,7 +59,10 @@ async def _sample(connection: asyncpg.Connection) -> dict[str, Any]:
     frontier = await connection.fetchval(
         "SELECT next_attempt_at FROM delivery WHERE status IN ('pending', 'retrying')"
         " AND next_attempt_at <= now() ORDER BY next_attempt_at OFFSET $1 LIMIT 1", due // 2)
-    return {"event": event_id, "delivery": delivery_id, "old": old, "frontier": frontier}
+    window = store.partitions_covering(await partitions.day_partitions(connection, "event"),
+                                       NOW - timedelta(days=1))
+    return {"event": event_id, "delivery": delivery_id, "old": old, "frontier": frontier,
+            "dedup_window": window}
 
 
 def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | None]]:
@@ -148,9 +151,8 @@ def statements(sample: dict[str, Any]) -> list[tuple[str, str, list[Any], str | 
          " WHERE (SELECT count(*) FROM rejected_request WHERE source_id = $2::text"
          " AND received_at > $3::timestamptz - interval '1 minute') < $8",
          [partitions.id_bound("rej", NOW), "src_1", NOW, "bad", "{}", b"", 0, 10], None),
-        ("dedup lookup (ingest, hooks/store.py)", store._FIND_ORIGINALS,
-         [[0], ["src_1"], ["k12345"], [NOW - timedelta(days=1)],
-          [partitions.id_bound("evt", NOW - timedelta(days=1))], [None], [None]], None),
+        ("dedup lookup (ingest, hooks/store.py)", store.find_originals_sql(sample["dedup_window"]),
+         [[0], ["src_1"], ["k12345"], [NOW - timedelta(days=1)], [None], [None]], None),
     ]
 
 

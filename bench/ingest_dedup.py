@@ -80,16 +80,16 @@ FROM generate_series($4::bigint, $5::bigint) AS g,
 async def explain_lookup(connection: Any, source_id: str) -> None:
     """EXPLAIN ANALYZE of ingest's duplicate lookup for a group of 64 keys, half of them
     stored: it must stay a few index probes whatever the number of events stored."""
-    from hooks.store import _FIND_ORIGINALS
-    from kernel.ids import lowest_id
+    from hooks.store import find_originals_sql, partitions_covering
+    from kernel.partitions import day_partitions
 
-    since = time.time() - 24 * 3600
+    since = datetime.fromtimestamp(time.time() - 24 * 3600, UTC)
+    read = partitions_covering(await day_partitions(connection, "event"), since)
     keys = [f"msg_prefill_{n * 997 + 1}" for n in range(32)] + [f"msg_new_{n}" for n in range(32)]
     plan = await connection.fetchval(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _FIND_ORIGINALS,
-        list(range(64)), [source_id] * 64, keys,
-        [datetime.fromtimestamp(since, UTC)] * 64, [lowest_id("evt", since - 1)] * 64,
-        [None] * 64, ["order.created"] * 64)
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + find_originals_sql(read),
+        list(range(64)), [source_id] * 64, keys, [since] * 64, [None] * 64,
+        ["order.created"] * 64)
     top = json.loads(plan)[0]
     buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get("Shared Read Blocks", 0)
     probes = "Seq Scan" not in plan and "dedup_key" in plan and "Index Cond" in plan

@@ -12,9 +12,14 @@ events.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
+import re
+import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +28,9 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from hooks.group_commit import GroupCommit
-from kernel.database import EVENT_CHANNEL, is_database_unavailable
-from kernel.ids import lowest_id, new_id
+from kernel import partitions
+from kernel.database import EVENT_CHANNEL, is_database_unavailable, is_undefined_table
+from kernel.ids import new_id
 
 REJECTED_PER_SOURCE_PER_MINUTE = 60
 REJECTED_PREVIEW_BYTES = 8 * 1024
@@ -63,7 +69,8 @@ GROUP_MAX_ROWS = 256
 GROUP_MAX_BYTES = 4 * 1024 * 1024
 
 _LOCK_KEYS = ("SELECT pg_advisory_xact_lock(key),"
-              " set_config('plan_cache_mode', 'force_generic_plan', true)"
+              " set_config('plan_cache_mode', 'force_generic_plan', true),"
+              " set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"
               " FROM unnest($1::bigint[]) AS key")
 """Takes the keys in the order given: callers sort them, so two batches never deadlock.
 
@@ -71,38 +78,97 @@ It also has the rest of the transaction (the duplicate lookup, the insert) run o
 plans. Left to choose, PostgreSQL plans the lookup afresh for every batch: a plan over
 two branches times every partition of `event` (the days of retention), which cost more
 than running it. The generic plan is the same walk of `event_dedup_idx` per partition;
-only the planning goes. The setting ends with the transaction."""
+only the planning goes. The settings end with the transaction.
 
-_FIND_ORIGINALS = """
-SELECT q.i, found.id, found.same
-FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[],
-            $7::text[])
-     AS q (i, source_id, dedup_key, since, low_id, digest, event_type)
-CROSS JOIN LATERAL (
-    SELECT e.id, e.received_at,
-           q.digest IS NULL OR (sha256(e.body) = q.digest
-                                AND e.event_type IS NOT DISTINCT FROM q.event_type) AS same
-    FROM event e
+No sequential scans: a connection keeps its generic plan for as long as it lives, and
+one made while today's partition held a few rows (early in the day, or before autovacuum
+had analyzed it) read the whole partition on every lookup, slower with every event of
+the day. `event_dedup_idx` is what the lookup needs on every partition; JIT is off since
+a plan that still scanned would look dear enough to be compiled on each call."""
+
+_ORIGINALS_IN = """
+    SELECT e.id, e.received_at, e.body, e.event_type FROM {partition} e
     WHERE q.source_id IS NOT NULL AND e.source_id = q.source_id AND e.dedup_key = q.dedup_key
-      AND e.received_at > q.since AND e.id >= q.low_id
     UNION ALL
-    SELECT e.id, e.received_at,
-           q.digest IS NULL OR (sha256(e.body) = q.digest
-                                AND e.event_type IS NOT DISTINCT FROM q.event_type) AS same
-    FROM event e
-    WHERE q.source_id IS NULL AND e.source_id IS NULL AND e.dedup_key = q.dedup_key
-      AND e.received_at > q.since AND e.id >= q.low_id
-    ORDER BY received_at LIMIT 1
+    SELECT e.id, e.received_at, e.body, e.event_type FROM {partition} e
+    WHERE q.source_id IS NULL AND e.source_id IS NULL AND e.dedup_key = q.dedup_key"""
+
+_PARTITION_NAME = re.compile(r"^[a-z_]+(_p\d{8}|_default)$")
+
+
+@functools.lru_cache(maxsize=8)
+def find_originals_sql(partitions_read: tuple[str, ...]) -> str:
+    """The duplicate lookup over `partitions_read` (those of `event` that can hold events of
+    the window): the first event of each (source, dedup key) received inside its window.
+
+    Each partition is named, and in each the only conditions an index can use are the
+    equalities on both leading columns of `event_dedup_idx` (NULL sources, i.e. published
+    events, in their own branch: `IS NOT DISTINCT FROM` cannot use the index). The window
+    is checked on what they return, behind `OFFSET 0`. So every plan, whatever the
+    statistics of a partition say when it is made, is one probe of that index per
+    partition: a connection keeps its plan, and one made with the id bound on `event`
+    this lookup had before walked today's partition by primary key (every event of the
+    day, on every lookup) when it was made while the partition looked empty. The text
+    changes with the partitions, once a day: the plans are made afresh then."""
+    for name in partitions_read:
+        if not _PARTITION_NAME.match(name):
+            raise ValueError(f"not a partition name: {name!r}")
+    branches = "\n    UNION ALL".join(
+        _ORIGINALS_IN.format(partition=name) for name in partitions_read)
+    return f"""
+SELECT q.i, found.id, found.same
+FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])
+     AS q (i, source_id, dedup_key, since, digest, event_type)
+CROSS JOIN LATERAL (
+    SELECT c.id, q.digest IS NULL OR (sha256(c.body) = q.digest
+                                      AND c.event_type IS NOT DISTINCT FROM q.event_type)
+               AS same
+    FROM ({branches}
+    OFFSET 0) AS c
+    WHERE c.received_at > q.since
+    ORDER BY c.received_at LIMIT 1
 ) AS found
-"""
-"""The first event of each (source, dedup key) inside its window. Equality on both leading
-columns of `event_dedup_idx` (NULL sources, i.e. published events, in their own branch:
-`IS NOT DISTINCT FROM` cannot use the index) and an id bound that lets PostgreSQL skip the
-partitions older than the window: the cost does not grow with the events stored."""
+"""  # noqa: S608 - partition names checked above; values are bound
 
 
-_ID_CLOCK_MARGIN = 1.0
-"""Seconds of slack in the id bound: an id and its `received_at` come from two clock reads."""
+_ID_CLOCK_MARGIN = timedelta(seconds=1)
+"""Slack in the first day read: an id and its `received_at` come from two clock reads."""
+_PARTITIONS_TTL = 60.0
+"""Seconds a web process trusts its list of `event`'s partitions."""
+
+
+def partitions_covering(days: Sequence[partitions.DayPartition], since: datetime
+                        ) -> tuple[str, ...]:
+    """Of `event`'s day partitions `days`, those that can hold events received after
+    `since`, and the default partition (ids no day holds)."""
+    first = (since - _ID_CLOCK_MARGIN).astimezone(UTC).date()
+    return (*(part.name for part in days if part.day >= first),
+            partitions.default_name("event"))
+
+
+class EventPartitions:
+    """The partitions of `event` a duplicate lookup reads, listed at most once a minute."""
+
+    def __init__(self) -> None:
+        self._days: list[partitions.DayPartition] = []
+        self._listed_at = -math.inf
+
+    async def covering(self, connection: Any, since: datetime) -> tuple[str, ...]:
+        """The day partitions from the day of `since` on (the days ahead are empty: one
+        probe of an empty index each), and the default partition."""
+        if time.monotonic() - self._listed_at > _PARTITIONS_TTL:
+            _, rows = await connection.execute_query(partitions.PARTITIONS_OF, ["event"])
+            self._days = partitions.parse_day_partitions(
+                "event", (row["relname"] for row in rows))
+            self._listed_at = time.monotonic()
+        return partitions_covering(self._days, since)
+
+    def forget(self) -> None:
+        """List them again next time (one was dropped since)."""
+        self._listed_at = -math.inf
+
+
+_event_partitions = EventPartitions()
 
 
 @dataclass(frozen=True)
@@ -174,12 +240,12 @@ async def _insert_rows(client: Any, rows: list[_Row]) -> None:
 
 async def _find_originals(connection: Any, rows: list[_Row]) -> dict[int, _Original]:
     keyed = [(index, row) for index, row in enumerate(rows) if row.event.dedup_key is not None]
-    _, found = await connection.execute_query(_FIND_ORIGINALS, [
+    read = await _event_partitions.covering(connection, min(row.since for _, row in keyed))
+    _, found = await connection.execute_query(find_originals_sql(read), [
         [index for index, _ in keyed],
         [row.event.source_id for _, row in keyed],
         [row.event.dedup_key for _, row in keyed],
         [row.since for _, row in keyed],
-        [lowest_id("evt", row.since.timestamp() - _ID_CLOCK_MARGIN) for _, row in keyed],
         [hashlib.sha256(row.event.body).digest() if row.compare_request else None
          for _, row in keyed],
         [row.event.event_type for _, row in keyed],
@@ -203,6 +269,16 @@ async def _write_rows(rows: list[_Row]) -> list[_Original | None]:
     if all(row.event.dedup_key is None for row in rows):
         await _insert_rows(client, rows)
         return [None] * len(rows)
+    try:
+        return await _write_keyed(rows)
+    except Exception as exc:
+        if not is_undefined_table(exc):
+            raise
+        _event_partitions.forget()
+        return await _write_keyed(rows)
+
+
+async def _write_keyed(rows: list[_Row]) -> list[_Original | None]:
     results: list[_Original | None] = [None] * len(rows)
     async with in_transaction("default") as connection:
         identities = {row.dedup_identity for row in rows} - {None}

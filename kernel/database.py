@@ -152,18 +152,26 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def is_database_unavailable(exc: BaseException) -> bool:
-    """True when `exc` means "PostgreSQL cannot be reached now" (answer 503, retry later).
-
-    Tortoise wraps driver errors in OperationalError; the cause tells which kind it was.
-    """
-    seen: set[int] = set()
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it: Tortoise wraps driver errors in OperationalError."""
+    seen: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, UNAVAILABLE_ERRORS):
-            return True
-        if isinstance(current, OperationalError) and "connection" in str(current).lower():
-            return True
+    while current is not None and all(current is not other for other in seen):
+        seen.append(current)
         current = current.__cause__ or current.__context__
-    return False
+    return seen
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means "PostgreSQL cannot be reached now" (answer 503, retry later)."""
+    return any(
+        isinstance(current, UNAVAILABLE_ERRORS)
+        or (isinstance(current, OperationalError) and "connection" in str(current).lower())
+        for current in _chain(exc))
+
+
+def is_undefined_table(exc: BaseException) -> bool:
+    """True when `exc` says a table named in the statement does not exist (a partition
+    dropped since its name was read)."""
+    return any(isinstance(current, asyncpg.exceptions.UndefinedTableError)
+               for current in _chain(exc))

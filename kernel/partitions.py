@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -157,17 +157,25 @@ async def is_partitioned(connection: asyncpg.Connection, table: str) -> bool:
     return bool(kind == "p")
 
 
-async def day_partitions(connection: asyncpg.Connection, table: str) -> list[DayPartition]:
-    """The day partitions `table` has now, oldest first (the default partition left out)."""
-    rows = await connection.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = $1::regclass", table)
+PARTITIONS_OF = ("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                 " WHERE i.inhparent = $1::regclass")
+"""The names of a table's partitions ($1: the table)."""
+
+
+def parse_day_partitions(table: str, names: Iterable[str]) -> list[DayPartition]:
+    """The day partitions of `table` among partition `names`, oldest first."""
     found = []
-    for row in rows:
-        match = _NAME.match(row["relname"])
+    for name in names:
+        match = _NAME.match(name)
         if match and match["table"] == table:
             found.append(DayPartition(table, datetime.strptime(match["day"], "%Y%m%d").date()))
     return sorted(found, key=lambda part: part.day)
+
+
+async def day_partitions(connection: asyncpg.Connection, table: str) -> list[DayPartition]:
+    """The day partitions `table` has now, oldest first (the default partition left out)."""
+    rows = await connection.fetch(PARTITIONS_OF, table)
+    return parse_day_partitions(table, (row["relname"] for row in rows))
 
 
 def _quote(value: str) -> str:

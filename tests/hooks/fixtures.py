@@ -31,3 +31,15 @@ def event_count():
         return await Event.filter(**filters).count()
 
     return count
+
+
+class RawQueries:
+    """Tortoise's `execute_query` over a raw asyncpg connection (for code that reads the
+    catalog through whichever connection it is given)."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+
+    async def execute_query(self, sql: str, values: list) -> tuple[int, list]:
+        rows = await self.connection.fetch(sql, *values)
+        return len(rows), rows
