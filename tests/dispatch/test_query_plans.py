@@ -153,6 +153,19 @@ async def test_claims_are_not_planned_per_call(db):
     assert plans[0]["generic_plans"] >= 8, plans
 
 
+async def test_circuit_upkeep_is_not_planned_per_call(db):
+    """It runs about every second in each dispatcher; planning its probe-candidate
+    statement over every partition of `delivery` cost more than running it."""
+    async with pooled() as connection:
+        for _ in range(8):
+            await queue.circuit_upkeep(connection, 30.0, 15.0, 5.0)
+        plans = await connection.fetch(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement = $1", queue._PROBE_CANDIDATE)
+    assert len(plans) == 1 and plans[0]["custom_plans"] == 0, plans
+    assert plans[0]["generic_plans"] >= 8, plans
+
+
 async def forget_statistics(connection, table: str) -> None:
     """Make `table` look as it does before autovacuum first analyzes it (a new database,
     a day partition in its first minute)."""
