@@ -243,7 +243,13 @@ def arrivals(sink: Sink, sent: dict[str, float], loop: OpenLoop) -> dict[str, An
     expected = {(webhook_id, path) for webhook_id in sent for path in PATHS}
     latencies = [(sink.arrivals[key] - sent[key[0]]) * 1000 for key in expected
                  if key in sink.arrivals]
-    return {"latencies": latencies, "expected": len(expected),
+    start = min(sent.values(), default=0.0)
+    by_second: dict[int, list[float]] = {}
+    for key in expected:
+        if key in sink.arrivals:
+            by_second.setdefault(int(sent[key[0]] - start), []).append(
+                (sink.arrivals[key] - sent[key[0]]) * 1000)
+    return {"latencies": latencies, "by_second": by_second, "expected": len(expected),
             "missing": len(expected - sink.arrivals.keys()), "errors": loop.errors,
             "skipped": loop.skipped}
 
@@ -336,6 +342,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
     p50, p99 = (percentile(relayed["latencies"], f) for f in (0.5, 0.99))
     b50, b99 = (percentile(floor["latencies"], f) for f in (0.5, 0.99))
     say(f"  ratio Relay / straight: p50 {p50 / b50:.1f}x, p99 {p99 / b99:.1f}x")
+    seconds = sorted(relayed["by_second"].items(),
+                     key=lambda item: -percentile(item[1], 0.99))[:3]
+    say("  slowest seconds (p99 of the deliveries of events sent then): " + ", ".join(
+        f"t={second} s {percentile(values, 0.99):.0f} ms" for second, values in seconds))
     say("  where the time goes (stored timestamps, first attempts):")
     say(f"    ingest stored → routed into deliveries: {figures(stages['route_ms'])}")
     say(f"    routed → attempt started (claim):       {figures(stages['claim_ms'])}")
