@@ -104,12 +104,12 @@ def find_originals_sql(partitions_read: tuple[str, ...]) -> str:
     Each partition is named, and in each the only conditions an index can use are the
     equalities on both leading columns of `event_dedup_idx` (NULL sources, i.e. published
     events, in their own branch: `IS NOT DISTINCT FROM` cannot use the index). The window
-    is checked on what they return, behind `OFFSET 0`. So every plan, whatever the
-    statistics of a partition say when it is made, is one probe of that index per
-    partition: a connection keeps its plan, and one made with the id bound on `event`
-    this lookup had before walked today's partition by primary key (every event of the
-    day, on every lookup) when it was made while the partition looked empty. The text
-    changes with the partitions, once a day: the plans are made afresh then."""
+    is checked on what they return, behind `OFFSET 0`. A connection keeps its plan for as
+    long as it lives, so the plan must be right whatever a partition's statistics said
+    when it was made: given an id or time bound on `event` to prune with, PostgreSQL may
+    walk a partition that looked empty by that bound (every event of the day, on every
+    lookup, once the day has filled). Here one probe of `event_dedup_idx` per partition is
+    the only plan there is. The text changes with the partitions, once a day."""
     for name in partitions_read:
         if not _PARTITION_NAME.match(name):
             raise ValueError(f"not a partition name: {name!r}")
