@@ -166,7 +166,8 @@ def _id_window(prefix: str, since: datetime, until: datetime) -> tuple[str | Non
 
 GENERIC = {"routing: read unrouted", "routing: mark and insert", "claim",
            "claim from a frontier (half the due deliveries before it)",
-           "claim within allowances", "settle: insert attempts", "settle: update deliveries"}
+           "claim within allowances", "settle: insert attempts", "settle: update deliveries",
+           "circuit upkeep: probe candidates"}
 """Statements Relay runs on their generic plans (dispatch.queue.GENERIC_PLAN)."""
 GENERIC_LABEL = " (generic plan, as run)"
 
