@@ -173,6 +173,10 @@ class Taker(Protocol):
 SEND_NOW = 1
 WAIT_TURN = 2
 
+STALE_READS = 3
+"""Batches in a row a routing pass reads again when every event it read had just been
+routed by the dispatcher that held the lock before it (see `Router.route_all`)."""
+
 
 log = logging.getLogger("relay.dispatch")
 
@@ -272,10 +276,21 @@ class Router:
     async def route_all(self) -> int:
         """Route until nothing is left, or until another dispatcher is routing the same
         events (it goes on with them); returns the deliveries created (`queued`: how
-        many of them were inserted due)."""
+        many of them were inserted due).
+
+        A batch read under the routing lock whose events were all gone by the time it
+        deleted them is not another dispatcher at work: the read's snapshot was taken
+        before the lock, and the dispatcher that held it committed those events and let
+        go in between. Stopping there would leave the rest of the queue to the next
+        wake-up, so the pass reads again (a new statement sees what was committed)."""
         created = self.queued = 0
+        stale = 0
         while True:
             read, routed, deliveries = await self.route_batch()
             created += deliveries
+            if read and not routed and stale < STALE_READS:
+                stale += 1
+                continue
             if read < self.batch or not routed:
                 return created
+            stale = 0
