@@ -36,6 +36,7 @@ from dispatch.states import (
     RETRYING,
     WAITING_SQL,
 )
+from kernel.database import KEPT_PLAN_SETTINGS, set_local
 from kernel.ids import new_id
 
 DUE_CHANNEL = "relay_due"
@@ -47,23 +48,14 @@ def pooled() -> Any:
     return connections.get("default").acquire_connection()
 
 
-GENERIC_PLAN = ("SET LOCAL plan_cache_mode = force_generic_plan"
-                "; SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
-"""Run first in a transaction whose hot statements read partitioned tables.
+GENERIC_PLAN = set_local(KEPT_PLAN_SETTINGS)
+"""Run first in a transaction whose hot statements read partitioned tables
+(kernel.database.KEPT_PLAN_SETTINGS).
 
-Planning a statement that reads every partition of `delivery` and `event` costs more than
-executing it (it grows with the partitions: the days of retention), and PostgreSQL keeps
-making a custom plan per call when a `LIMIT $n` makes the generic plan look dearer. The
-generic plan of these statements is the custom one (index walks, run-time pruning on ids):
-only the planning goes. Scoped to the transaction: other statements on the pooled
-connection keep the default choice.
-
-No sequential scans: a connection keeps its generic plan, and one made while today's
-partition held a page or two read it with a sequential scan per row looked up (each
-leased delivery's event, in routing and claims) for as long as the connection lived,
-slower with every row of the day. Every table these statements read has the index they
-need; JIT is off, since a plan that still had to scan would look dear enough to be
-compiled on each call."""
+PostgreSQL keeps making a custom plan per call when a `LIMIT $n` makes the generic plan
+look dearer. The generic plan of these statements is the custom one (index walks, run-time
+pruning on ids): only the planning goes. Scoped to the transaction: other statements on
+the pooled connection keep the default choice."""
 
 
 IN_DUE_ORDER = (GENERIC_PLAN + "; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"

@@ -29,7 +29,13 @@ from tortoise.transactions import in_transaction
 
 from hooks.group_commit import GroupCommit
 from kernel import partitions
-from kernel.database import EVENT_CHANNEL, is_database_unavailable, is_undefined_table
+from kernel.database import (
+    EVENT_CHANNEL,
+    KEPT_PLAN_SETTINGS,
+    is_database_unavailable,
+    is_undefined_table,
+    set_config_calls,
+)
 from kernel.ids import new_id
 
 REJECTED_PER_SOURCE_PER_MINUTE = 60
@@ -68,23 +74,16 @@ GROUP_MAX_IN_FLIGHT = 2
 GROUP_MAX_ROWS = 256
 GROUP_MAX_BYTES = 4 * 1024 * 1024
 
-_LOCK_KEYS = ("SELECT pg_advisory_xact_lock(key),"
-              " set_config('plan_cache_mode', 'force_generic_plan', true),"
-              " set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"
-              " FROM unnest($1::bigint[]) AS key")
+_LOCK_KEYS = (
+    f"SELECT pg_advisory_xact_lock(key), {set_config_calls(KEPT_PLAN_SETTINGS)}"  # noqa: S608
+    " FROM unnest($1::bigint[]) AS key"
+)
 """Takes the keys in the order given: callers sort them, so two batches never deadlock.
 
-It also has the rest of the transaction (the duplicate lookup, the insert) run on generic
-plans. Left to choose, PostgreSQL plans the lookup afresh for every batch: a plan over
-two branches times every partition of `event` (the days of retention), which cost more
-than running it. The generic plan is the same walk of `event_dedup_idx` per partition;
-only the planning goes. The settings end with the transaction.
-
-No sequential scans: a connection keeps its generic plan for as long as it lives, and
-one made while today's partition held a few rows (early in the day, or before autovacuum
-had analyzed it) read the whole partition on every lookup, slower with every event of
-the day. `event_dedup_idx` is what the lookup needs on every partition; JIT is off since
-a plan that still scanned would look dear enough to be compiled on each call."""
+It also has the rest of the transaction (the duplicate lookup, the insert) run the way
+Relay runs its hot statements over partitions (kernel.database.KEPT_PLAN_SETTINGS): left
+to choose, PostgreSQL planned the lookup afresh for every batch, over two branches times
+every partition read, which cost more than running it."""
 
 _ORIGINALS_IN = """
     SELECT e.id, e.received_at, e.body, e.event_type FROM {partition} e

@@ -26,6 +26,32 @@ log = logging.getLogger("relay.database")
 EVENT_CHANNEL = "relay_events"
 """`NOTIFY` channel: ingest and publish send the new event id on it, the dispatcher listens."""
 
+KEPT_PLAN_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("jit", "off"),
+)
+"""How Relay runs its hot statements over partitioned tables (routing, claims, settles,
+the ingest's duplicate lookup), set for their transaction only.
+
+A generic plan: planning such a statement over every partition costs more than running
+it, and PostgreSQL would otherwise re-plan it on every call. No sequential scans: a
+connection keeps its generic plan for as long as it lives, and one made while today's
+partition held a page or two would read the whole partition on every call, slower with
+every row of the day; every table these statements read has the index they need. No
+JIT: a plan that still had to scan would look dear enough to be compiled on each call."""
+
+
+def set_local(settings: tuple[tuple[str, str], ...] = KEPT_PLAN_SETTINGS) -> str:
+    """The settings as `SET LOCAL` commands (for a simple-protocol `BEGIN; ...`)."""
+    return "; ".join(f"SET LOCAL {name} = {value}" for name, value in settings)
+
+
+def set_config_calls(settings: tuple[tuple[str, str], ...] = KEPT_PLAN_SETTINGS) -> str:
+    """The settings as `set_config(..., true)` calls (inside a statement that has
+    parameters, where `SET` cannot go)."""
+    return ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings)
+
 
 _embedded_url: str | None = None
 
