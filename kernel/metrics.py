@@ -37,9 +37,22 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
 
 
+_process = [f"{_HOST}_{os.getpid()}"]
+
+
+def _forked() -> None:
+    _process[0] = f"{_HOST}_{os.getpid()}"
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _process_id() -> str:
-    """Host and pid: containers sharing one metrics volume may reuse each other's pids."""
-    return f"{_HOST}_{os.getpid()}"
+    """Host and pid: containers sharing one metrics volume may reuse each other's pids.
+
+    prometheus_client asks on every increment (to notice a fork); remembered, and renewed
+    in a forked child, instead of a `getpid()` system call per increment."""
+    return _process[0]
 
 
 values.ValueClass = values.MultiProcessValue(_process_id)  # type: ignore[no-untyped-call]
