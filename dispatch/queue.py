@@ -48,6 +48,70 @@ def pooled() -> Any:
     return connections.get("default").acquire_connection()
 
 
+PINNED_LOOPS = 4
+"""Loops of a dispatcher that keep a connection (`Pinned`): two claimers, the settle
+writer, the router."""
+
+
+def pinning_fits(pool_size: int) -> bool:
+    """Whether a pool of `pool_size` leaves room for the pinned loops and two more
+    connections for everything else; with a smaller pool every loop borrows per use."""
+    return pool_size >= PINNED_LOOPS + 2
+
+
+def _lost(connection: asyncpg.Connection) -> bool:
+    """Closed, or handed back to the pool behind our back (asyncpg does that when the
+    server ends the session)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
+class Pinned:
+    """One pooled connection kept by a loop that runs its statements one after another
+    (a claimer, the settle writer, the router), between those statements too.
+
+    Each connection plans a hot statement once, on its first run (a generic plan over
+    every partition of `delivery` and `event`: milliseconds of the server's CPU, and its
+    memory for as long as the connection lives). Borrowed per statement, every connection
+    of the pool ends up planning and keeping every hot statement; kept, each is planned
+    by the loop that runs it. A statement that fails gives the connection back (it may be
+    broken); the next use takes one from the pool again. The loop that owns it calls
+    `release()` when it ends, before the pool is closed (a kept connection holds
+    `Pool.close()` up). Without room in the pool (`pinning_fits`) it borrows per use.
+    """
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self._holder: Any = None
+        self._connection: asyncpg.Connection | None = None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if not self.keep:
+            async with pooled() as connection:
+                yield connection
+            return
+        if self._connection is not None and _lost(self._connection):
+            await self.release()
+        if self._connection is None:
+            holder = pooled()
+            self._connection = await holder.__aenter__()
+            self._holder = holder
+        try:
+            yield self._connection
+        except BaseException:
+            await self.release()
+            raise
+
+    async def release(self) -> None:
+        holder, self._holder, self._connection = self._holder, None, None
+        if holder is not None:
+            with contextlib.suppress(Exception):
+                await holder.__aexit__(None, None, None)
+
+
 GENERIC_PLAN = set_local(KEPT_PLAN_SETTINGS)
 """Run first in a transaction whose hot statements read partitioned tables
 (kernel.database.KEPT_PLAN_SETTINGS).

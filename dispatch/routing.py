@@ -38,9 +38,9 @@ from dispatch.endpoints import Subscription, Subscriptions
 from dispatch.queue import (
     DUE_CHANNEL,
     Claimed,
+    Pinned,
     new_delivery_ids,
     planned_once,
-    pooled,
 )
 from dispatch.rollups import COUNT_ROUTED_EVENTS
 from dispatch.states import DELIVERING, PENDING
@@ -225,6 +225,8 @@ class Router:
         self.queued = 0
         """Deliveries the last `route_all` inserted due (not taken by `taker`, nor for an
         endpoint it calls quiet): work for a claim."""
+        self.home = Pinned(keep=False)
+        """The connection routing runs on: a dispatcher's route loop keeps one."""
 
     async def route_batch(self) -> tuple[int, int, int]:
         """Route up to one batch; returns (events read, events routed here, deliveries
@@ -232,9 +234,9 @@ class Router:
         reserved: dict[str, tuple[str, int]] = {}
         jobs: list[Claimed] = []
         try:
-            async with pooled() as connection, planned_once(connection):
-                rows = await connection.fetch(_TAKE_UNROUTED, self.batch,
-                                              self.subscriptions.any_rule)
+            async with self.home.connection() as connection, planned_once(connection):
+                rows: list[Any] = await connection.fetch(_TAKE_UNROUTED, self.batch,
+                                                         self.subscriptions.any_rule)
                 self.other_routes = not rows[0]["mine"]
                 had_rule = self.subscriptions.any_rule
                 subscriptions = await self.subscriptions.refresh(

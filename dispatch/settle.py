@@ -25,7 +25,14 @@ import asyncpg
 from dispatch.attempt_result import AttemptResult
 from dispatch.metrics import record_attempt, record_delivery_final
 from dispatch.notify.render import gone_reason
-from dispatch.queue import Claimed, disable_endpoint, park_opened, planned_once, pooled
+from dispatch.queue import (
+    Claimed,
+    Pinned,
+    disable_endpoint,
+    park_opened,
+    planned_once,
+    pooled,
+)
 from dispatch.retry import (
     CircuitState,
     after_attempt,
@@ -194,8 +201,11 @@ class SettleWriter:
 
     def __init__(self, owner: str, *, circuit_threshold: int,
                  on_written: Callable[[list[Settlement]], None] | None = None,
-                 max_batch: int = 200, linger: float = 0.025) -> None:
+                 max_batch: int = 200, linger: float = 0.025, pin: bool = False) -> None:
         self.owner = owner
+        self.pin = pin
+        self.home = Pinned(keep=False)
+        """The connection batches are written on: kept (`pin`) while `run` runs."""
         self.circuit_threshold = circuit_threshold
         self.on_written = on_written
         self.max_batch = max_batch
@@ -214,6 +224,14 @@ class SettleWriter:
         self._ready.set()
 
     async def run(self) -> None:
+        self.home = Pinned(self.pin)
+        try:
+            await self._write_batches()
+        finally:
+            home, self.home = self.home, Pinned(keep=False)
+            await home.release()
+
+    async def _write_batches(self) -> None:
         failing = False
         while True:
             await self._ready.wait()
@@ -246,7 +264,7 @@ class SettleWriter:
         if not batch:
             return
         disabled: dict[str, str] = {}
-        async with pooled() as connection, planned_once(connection):
+        async with self.home.connection() as connection, planned_once(connection):
             # The attempts are new rows and lock nothing: written before the endpoint
             # rows are locked, so other dispatchers settling the same endpoints wait less.
             await connection.execute(_INSERT_ATTEMPTS, *_attempt_columns(batch))

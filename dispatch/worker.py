@@ -100,8 +100,11 @@ class Dispatcher:
         self.router = Router(taker=self)
         self.targets = Targets()
         self.gates = Gates()
+        self.pin_connections = queue.pinning_fits(settings.RELAY_DATABASE_POOL_SIZE)
+        """Whether the claimers, the router and the settle writer keep a connection each
+        (`queue.Pinned`)."""
         self.settler = SettleWriter(self.owner, circuit_threshold=circuit_threshold,
-                                    on_written=self._settled)
+                                    on_written=self._settled, pin=self.pin_connections)
         self.alerts = AlertEvaluator(settings.RELAY_ALERT_INTERVAL if alert_interval is None
                                      else alert_interval)
         self.wake = asyncio.Event()
@@ -166,6 +169,13 @@ class Dispatcher:
         await asyncio.gather(*(self._claim_loop() for _ in range(CLAIMERS)))
 
     async def _claim_loop(self) -> None:
+        home = queue.Pinned(self.pin_connections)
+        try:
+            await self._claims(home)
+        finally:
+            await home.release()
+
+    async def _claims(self, home: queue.Pinned) -> None:
         while not self.stopping:
             self.wake.clear()
             free = self.concurrency - len(self.in_flight) - self.claiming
@@ -181,7 +191,8 @@ class Dispatcher:
                 self.claiming += free
                 self.claims_out.append(mine)
                 try:
-                    claimed, jobs = await self.claim(free, allowances, reserved, blocked)
+                    claimed, jobs = await self.claim(free, allowances, reserved, blocked,
+                                                     home)
                     self.claim_failing = False
                 except Exception as exc:  # noqa: BLE001 - the database comes back; so do we
                     if not self.claim_failing:
@@ -236,12 +247,13 @@ class Dispatcher:
 
     async def claim(self, free: int, allowances: dict[str, int] | None = None,
                     reserved: int = 0, blocked: list[str] | None = None,
+                    home: queue.Pinned | None = None,
                     ) -> tuple[int, list[tuple[Claimed, Target]]]:
         """Lease up to `free` due deliveries (within `allowances`, less `reserved` of each
         endpoint's `max_in_flight`: see `queue.claim`); returns how many were leased and
         those to send now. The rest went straight back: parked, held by a circuit, over a
-        gate."""
-        async with pooled() as connection:
+        gate. On `home`'s connection (a claimer's own), else on one borrowed."""
+        async with (home or queue.Pinned(keep=False)).connection() as connection:
             clock = time.monotonic()
             if blocked is None:
                 blocked = self.gates.blocked(clock)
@@ -482,6 +494,14 @@ class Dispatcher:
     # --- helpers around the loop ---------------------------------------------------------
 
     async def route_loop(self) -> None:
+        self.router.home = queue.Pinned(self.pin_connections)
+        try:
+            await self._routes()
+        finally:
+            home, self.router.home = self.router.home, queue.Pinned(keep=False)
+            await home.release()
+
+    async def _routes(self) -> None:
         failing = False
         while not self.stopping:
             self.route_wake.clear()

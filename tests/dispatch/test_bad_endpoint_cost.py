@@ -70,7 +70,7 @@ def counted(monkeypatch) -> Iterator[StatementCounter]:
             finally:
                 connection.remove_query_logger(counter.log)
 
-    for module in ("dispatch.queue", "dispatch.worker", "dispatch.settle", "dispatch.routing"):
+    for module in ("dispatch.queue", "dispatch.worker", "dispatch.settle"):
         monkeypatch.setattr(f"{module}.pooled", pooled_and_counted)
     yield counter
 
