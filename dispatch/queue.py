@@ -16,7 +16,6 @@ then the deliveries: the same order everywhere, so they cannot deadlock each oth
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from tortoise import connections
 
 from dispatch.retry import CIRCUIT_COOLDOWN_SECONDS
@@ -334,7 +334,7 @@ def claimed_from_row(row: asyncpg.Record) -> Claimed:
         consecutive_failures=row["consecutive_failures"] or 0,
         circuit_probe_at=row["circuit_probe_at"],
         event_exists=bool(row["event_exists"]), body=bytes(row["body"] or b""),
-        headers=json.loads(row["headers"]) if row["headers"] else {},
+        headers=orjson.loads(row["headers"]) if row["headers"] else {},
         content_type=row["content_type"] or "", event_type=row["event_type"],
         source_slug=row["source_slug"], received_at=row["received_at"],
     )

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from dispatch.attempt_result import AttemptResult
 from dispatch.metrics import record_attempt, record_delivery_final
@@ -174,6 +175,15 @@ class _Health:
     disable_reason: str | None = None
 
 
+def headers_json(headers: dict[str, str]) -> str:
+    """An attempt's headers as JSON text, with orjson (a few times quicker than `json`, and
+    two of these per attempt); `json` for what orjson refuses (a lone surrogate)."""
+    try:
+        return orjson.dumps(headers).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(headers)
+
+
 def _attempt_columns(batch: Sequence[Settlement]) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in range(12)]
     for item in batch:
@@ -181,8 +191,8 @@ def _attempt_columns(batch: Sequence[Settlement]) -> list[list[Any]]:
         row = (
             new_id("att"), item.job.id, item.job.endpoint_id, item.job.attempt,
             result.started_at, result.duration_ms, result.status_code, result.error,
-            _text(result.error_detail), json.dumps(result.request_headers),
-            json.dumps(result.response_headers or {}), _text(result.response_body) or "",
+            _text(result.error_detail), headers_json(result.request_headers),
+            headers_json(result.response_headers or {}), _text(result.response_body) or "",
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
