@@ -166,10 +166,13 @@ class Stack:
             "RELAY_TARGET_ALLOWLIST": "127.0.0.1",
             "RELAY_DISPATCH_CONCURRENCY": str(concurrency),
             "RELAY_METRICS_DIR": str(self.workdir / "metrics"),
-            "RELAY_REQUEST_LOG": "false",
             "RELAY_SHUTDOWN_GRACE": "2",
             **(extra_env or {}),
         })
+        # Logged as the default install logs (bench.ingest's servers log less).
+        for name in ("RELAY_LOG_LEVEL", "RELAY_REQUEST_LOG"):
+            if name not in (extra_env or {}):
+                self.env.pop(name, None)
         self.token = ""
         self._servers: list[Server] = []
         self._dispatchers: list[Dispatcher] = []

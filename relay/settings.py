@@ -7,6 +7,7 @@ Other modules read `django.conf.settings.RELAY_*`; tests override them with
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
@@ -102,6 +103,11 @@ RELAY_METRICS_DIR = Path(_env("RELAY_METRICS_DIR") or Path(tempfile.gettempdir()
 )).resolve()
 """Where each process writes its metric files (one directory per deployment on a machine)."""
 RELAY_REQUEST_LOG = _env_bool("RELAY_REQUEST_LOG", True)
+RELAY_ATTEMPT_LOG = _env("RELAY_ATTEMPT_LOG", "failures")
+"""`failures`: a log line for each attempt that did not succeed; `all`: for every attempt.
+Every attempt is recorded in the database either way."""
+if RELAY_ATTEMPT_LOG not in ("failures", "all"):
+    raise ImproperlyConfigured(f"RELAY_ATTEMPT_LOG={RELAY_ATTEMPT_LOG!r}: use failures or all")
 RELAY_TRUST_X_FORWARDED_PROTO = _env_bool("RELAY_TRUST_X_FORWARDED_PROTO", False)
 RELAY_SOURCE_CACHE_SECONDS = _env_float("RELAY_SOURCE_CACHE_SECONDS", 2.0)
 RELAY_SMTP_URL = _env("RELAY_SMTP_URL")
@@ -232,6 +238,11 @@ else:
     # PostgreSQL's LISTEN/NOTIFY (kernel.pglayer).
     CHANNEL_LAYERS = {"default": {"BACKEND": "kernel.pglayer.PostgresChannelLayer"}}
 
+RELAY_LOG_LEVEL = (_env("RELAY_LOG_LEVEL", "INFO") or "INFO").upper()
+if RELAY_LOG_LEVEL not in logging.getLevelNamesMapping():
+    raise ImproperlyConfigured(
+        f"RELAY_LOG_LEVEL={RELAY_LOG_LEVEL!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -240,8 +251,12 @@ LOGGING = {
         "json": {"()": "kernel.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": RELAY_LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": _env("RELAY_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": RELAY_LOG_LEVEL},
     "loggers": {
+        # A succeeded attempt is an INFO line: kept only with RELAY_ATTEMPT_LOG=all.
+        "relay.attempt": {"level": max(
+            logging.getLevelNamesMapping()[RELAY_LOG_LEVEL],
+            logging.INFO if RELAY_ATTEMPT_LOG == "all" else logging.WARNING)},
         "django": {"level": "WARNING"},
         "tortoise": {"level": "WARNING"},
         "asyncio": {"level": "WARNING"},

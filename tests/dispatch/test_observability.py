@@ -14,6 +14,7 @@ def _value(counter, *labels: str) -> float:
 
 async def test_attempts_are_counted_and_logged(client, admin, sink, dispatcher, caplog):
     caplog.set_level(logging.INFO, logger="relay")
+    caplog.set_level(logging.INFO, logger="relay.attempt")  # RELAY_ATTEMPT_LOG=all
     await make_source(client, admin, "shop")
     endpoint = await make_endpoint(client, admin, sink.url("/secret-path-token"))
     event_id = await post_event(client, "shop")
@@ -25,3 +26,18 @@ async def test_attempts_are_counted_and_logged(client, admin, sink, dispatcher, 
     assert len(lines) == 1
     assert lines[0].outcome == "succeeded" and lines[0].status_code == 200
     assert "secret-path-token" not in caplog.text
+
+
+async def test_by_default_only_attempts_that_did_not_succeed_are_logged(
+        client, admin, sink, dispatcher, caplog):
+    caplog.set_level(logging.INFO, logger="relay")
+    sink.respond("/down", 500)
+    await make_source(client, admin, "shop")
+    good = await make_endpoint(client, admin, sink.url("/up"))
+    bad = await make_endpoint(client, admin, sink.url("/down"))
+    event_id = await post_event(client, "shop")
+
+    await wait_for_statuses("succeeded", 1, event_id=event_id, endpoint_id=good["id"])
+    await wait_for_statuses("retrying", 1, event_id=event_id, endpoint_id=bad["id"])
+    lines = [record for record in caplog.records if record.name == "relay.attempt"]
+    assert [(line.endpoint_id, line.levelname) for line in lines] == [(bad["id"], "WARNING")]

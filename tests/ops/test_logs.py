@@ -78,6 +78,8 @@ def test_attempt_log_line_carries_the_delivery_fields():
     logger = logging.getLogger("relay.attempt")
     kept = _Keep()
     logger.addHandler(kept)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as with RELAY_ATTEMPT_LOG=all
     try:
         log_attempt(delivery_id="dlv_1", event_id="evt_1", endpoint_id="ep_1", attempt=2,
                     status_code=None, error="timeout", duration_ms=15000.4, outcome="retrying")
@@ -85,6 +87,7 @@ def test_attempt_log_line_carries_the_delivery_fields():
                     status_code=204, error=None, duration_ms=3.2, outcome="succeeded")
     finally:
         logger.removeHandler(kept)
+        logger.setLevel(level)
     first, second = (json.loads(JsonFormatter().format(record)) for record in kept.records)
     assert first["level"] == "WARNING" and second["level"] == "INFO"
     assert first["message"] == "delivery dlv_1 attempt 2 to ep_1: timeout in 15000ms -> retrying"
@@ -104,3 +107,4 @@ def test_django_request_objects_are_logged_without_their_query_string():
     line = JsonFormatter().format(record)
     assert "leaky-token" not in line
     assert json.loads(line)["request"] == "GET /in/x"
+
