@@ -6,6 +6,7 @@ Relay runs as users run it (`manage.py runrelay`, the command `make run` starts)
 throwaway PostgreSQL 16 (fsync on), with a `standard_webhooks` source: dedup on
 `webhook-id` is on by default, as for every GitHub, Stripe, Shopify and Standard Webhooks
 source. Each request carries a fresh `webhook-id` and a valid signature (1 KB JSON body).
+Relay logs as the default install does (a line per request) unless `--no-request-log`.
 
 In one run, with the same load generator (64 keep-alive connections), `--rounds` windows of
 each kind (3), alternating so that drift on a shared machine hits both sides:
@@ -258,6 +259,9 @@ def main() -> int:
                              "then Relay full and baseline; the ratios use the medians")
     parser.add_argument("--profile", metavar="FILE",
                         help="record runrelay's processes with py-spy during the empty run")
+    parser.add_argument("--no-request-log", action="store_true",
+                        help="run Relay with RELAY_REQUEST_LOG=false and RELAY_LOG_LEVEL=WARNING "
+                             "(default: it logs as the default install does, a line per request)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -267,7 +271,8 @@ def main() -> int:
     try:
         say("Starting PostgreSQL (fsync on, synchronous_commit on) ...")
         pg.start()
-        env = relay_env(pg.url, workdir / "relay-data", 10)
+        env = relay_env(pg.url, workdir / "relay-data", 10,
+                        request_log=not args.no_request_log)
         token = migrated_with_token(env)
         baseline = Server("baseline", "bench._baseline:app", {
             **env, "BENCH_DATABASE_URL": pg.url, "BENCH_POOL_SIZE": "10"}, workdir)
