@@ -34,6 +34,7 @@ from dispatch.address_policy import (
     is_allowed_address,
     parse_allowlist,
 )
+from kernel.causes import exception_chain
 
 ErrorKind = Literal["timeout", "connect", "dns", "tls", "ssrf_blocked", "protocol"]
 
@@ -303,11 +304,8 @@ def build_http_client(
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not other for other in seen):
-        seen.append(current)
-        current = current.__cause__ or current.__context__
+    """The exception chain, with the OS error aiohttp keeps beside it (`os_error`)."""
+    seen = exception_chain(exc)
     for item in list(seen):
         os_error = getattr(item, "os_error", None)
         if isinstance(os_error, BaseException) and all(os_error is not s for s in seen):

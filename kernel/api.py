@@ -24,6 +24,7 @@ from tortoise.exceptions import ValidationError as FieldValidationError
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from kernel.causes import exception_chain
 from kernel.database import is_database_unavailable
 from kernel.error_codes import error_code
 from kernel.ids import ID_PATTERN
@@ -228,14 +229,8 @@ _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
 
 
 def _is_unstorable_text(exc: BaseException) -> bool:
-    current: BaseException | None = exc
-    for _ in range(5):
-        if current is None:
-            return False
-        if getattr(current, "sqlstate", None) in _UNSTORABLE_TEXT:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(getattr(current, "sqlstate", None) in _UNSTORABLE_TEXT
+               for current in exception_chain(exc))
 
 
 def encode_cursor(last_id: str) -> str:

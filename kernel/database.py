@@ -21,6 +21,8 @@ from django.conf import settings
 from tortoise import Tortoise
 from tortoise.exceptions import DBConnectionError, OperationalError
 
+from kernel.causes import exception_chain
+
 log = logging.getLogger("relay.database")
 
 EVENT_CHANNEL = "relay_events"
@@ -178,26 +180,16 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and what caused it: Tortoise wraps driver errors in OperationalError."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not other for other in seen):
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` means "PostgreSQL cannot be reached now" (answer 503, retry later)."""
     return any(
         isinstance(current, UNAVAILABLE_ERRORS)
         or (isinstance(current, OperationalError) and "connection" in str(current).lower())
-        for current in _chain(exc))
+        for current in exception_chain(exc))
 
 
 def is_undefined_table(exc: BaseException) -> bool:
     """True when `exc` says a table named in the statement does not exist (a partition
     dropped since its name was read)."""
     return any(isinstance(current, asyncpg.exceptions.UndefinedTableError)
-               for current in _chain(exc))
+               for current in exception_chain(exc))
