@@ -20,6 +20,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # Relay's own transport, for the httpx-aiohttp baseline
 
 BODY = json.dumps({"type": "bench.dispatch", "pad": "x" * 990}, separators=(",", ":")).encode()
 HEADERS = {"content-type": "application/json", "user-agent": "relay-bench/1"}
@@ -46,11 +50,15 @@ async def _aiohttp(url: str, concurrency: int) -> tuple[Callable[[], Awaitable[i
 async def _httpx(url: str, concurrency: int, transport: str) -> tuple[Callable, Callable]:
     import httpx
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     if transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+        import aiohttp
 
-        client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits),
+        from dispatch.delivery_client import DeliveryTransport
+
+        def session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+
+        client = httpx.AsyncClient(transport=DeliveryTransport(session),
                                    timeout=httpx.Timeout(15.0))
     else:
         client = httpx.AsyncClient(timeout=httpx.Timeout(15.0))

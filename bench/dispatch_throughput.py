@@ -11,8 +11,8 @@ nginx answering 204 to everything (1 worker, keep-alive, no access log). Then, p
    event loop (uvloop), each `--concurrency` tasks POSTing the same 1 KB JSON body to
    nginx for `--duration` seconds after a 1 s warm-up: a raw `aiohttp.ClientSession` loop
    (the ceiling; measured again after the dispatcher, the mean of both is used), a raw
-   default `httpx.AsyncClient()` loop, and, for scale, httpx with the `httpx-aiohttp`
-   transport.
+   default `httpx.AsyncClient()` loop, and, for scale, httpx over Relay's aiohttp
+   transport (`dispatch.delivery_client.DeliveryTransport`), without Relay's SSRF guard.
 2. The dispatcher: `--deliveries` events (the same 1 KB body) and one pending, due
    delivery per event are inserted in SQL, already routed (routing is not measured
    here), all to one endpoint (created through the API) with max_in_flight 1000 and no

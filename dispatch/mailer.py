@@ -20,7 +20,7 @@ from dispatch.address_policy import describe_refusal, is_allowed_address
 from dispatch.attempt_result import AttemptResult
 from dispatch.notify.email import Mail, to_email
 from dispatch.notify.smtp import SmtpServer
-from dispatch.ssrf import Allowlist, ErrorKind, TargetBlocked, _chain, _networks
+from dispatch.ssrf import Allowlist, ErrorKind, TargetBlocked, _chain, networks_of
 
 
 async def _connect(server: SmtpServer, allowlist: Allowlist, timeout: float) -> socket.socket:
@@ -29,7 +29,7 @@ async def _connect(server: SmtpServer, allowlist: Allowlist, timeout: float) -> 
         infos = await loop.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise OSError(f"cannot resolve {server.host}: {exc}") from None
-    networks = _networks(allowlist)
+    networks = networks_of(allowlist)
     allowed = [info for info in infos if is_allowed_address(info[4][0], networks)]
     if not allowed:
         refused = "; ".join(dict.fromkeys(describe_refusal(info[4][0]) for info in infos))

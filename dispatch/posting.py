@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from dispatch.ssrf import DeliveryClient
+from dispatch.delivery_client import DeliveryClient
 
 RESPONSE_BODY_LIMIT = 8 * 1024
 RAW_READ_LIMIT = 256 * 1024
@@ -46,11 +46,13 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
     return joined
 
 
-def encoding_layers(headers: httpx.Headers) -> list[str]:
-    """The Content-Encoding layers in the order they were applied, `identity` left out."""
-    layers = [token.strip().lower()
-              for value in headers.get_list("content-encoding")
-              for token in value.split(",")]
+def encoding_layers(headers: dict[str, str]) -> list[str]:
+    """The Content-Encoding layers in the order they were applied, `identity` left out
+    (`headers` as `response_headers` gives them)."""
+    value = headers.get("content-encoding")
+    if not value:
+        return []
+    layers = [token.strip().lower() for token in value.split(",")]
     return [layer for layer in layers if layer not in _NO_LAYER]
 
 
@@ -88,11 +90,11 @@ class _LayerDecoder:
             raise httpx.DecodingError("the answer is not valid deflate") from None
 
 
-async def read_capped(response: httpx.Response, limit: int = RESPONSE_BODY_LIMIT,
-                      raw_limit: int = RAW_READ_LIMIT) -> bytes:
-    """At most `limit` decoded bytes of the body, from at most `raw_limit` raw bytes read
-    (`aiter_raw`: httpx's own decoders never run). The rest is never read."""
-    layers = encoding_layers(response.headers)
+async def read_capped(response: httpx.Response, layers: list[str],
+                      limit: int = RESPONSE_BODY_LIMIT, raw_limit: int = RAW_READ_LIMIT) -> bytes:
+    """At most `limit` decoded bytes of the body (encoded in `layers`), from at most
+    `raw_limit` raw bytes read (`aiter_raw`: httpx's own decoders never run). The rest is
+    never read."""
     if len(layers) > 1:
         raise AnswerEncodingError(
             f"the answer has {len(layers)} content-encoding layers "
@@ -116,7 +118,8 @@ async def post_capped(client: DeliveryClient, url: httpx.URL, *, content: bytes,
     """POST `content` and read at most `limit` bytes of the answer; raises what httpx raises."""
     response = await client.open_post(url, content=content, headers=headers, timeout=timeout)
     try:
-        body = await read_capped(response, limit)
+        joined = response_headers(response.headers)
+        body = await read_capped(response, encoding_layers(joined), limit)
     finally:
         await response.aclose()
-    return Answer(response.status_code, response_headers(response.headers), body)
+    return Answer(response.status_code, joined, body)

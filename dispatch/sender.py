@@ -8,7 +8,6 @@ end is returned as an `AttemptResult`, classified where it arises.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 import httpx
 
 from dispatch.attempt_result import AttemptResult
+from dispatch.delivery_client import DeadlineExceeded, DeliveryClient
 from dispatch.endpoint_headers import mask_sent
 from dispatch.endpoints import Target
 from dispatch.mailer import send_mail
@@ -35,7 +35,6 @@ from dispatch.queue import Claimed
 from dispatch.signing import signature_header
 from dispatch.ssrf import (
     Allowlist,
-    DeliveryClient,
     check_url_target,
     classify_send_error,
     describe_send_error,
@@ -51,7 +50,9 @@ def parsed_url(url: str) -> httpx.URL:
 
 
 _check_literal_target = functools.lru_cache(maxsize=4096)(check_url_target)
-"""`check_url_target` remembered for URLs it let through (a refusal raises: never cached)."""
+"""`check_url_target` remembered for URLs it let through (a refusal raises: never cached).
+Called with the allow-list as a frozenset, which keeps its hash: a tuple of networks would
+be hashed again, network by network, at every attempt."""
 
 
 def event_view(job: Claimed) -> EventView:
@@ -97,7 +98,7 @@ async def send(client: DeliveryClient, job: Claimed, target: Target, *,
             return await send_mail(mail, smtp, smtp_from, allowlist=tuple(allowlist),
                                    timeout=target.timeout)
         if target.kind not in CHAT_BODIES:
-            body = transformed_body(target.template, event_view(job))
+            body = transformed_body(target.template, event_view(job)) if target.template else None
             headers = request_headers(job, target, started_at, version, body)
             content = job.body if body is None else body
         else:
@@ -116,17 +117,16 @@ async def send(client: DeliveryClient, job: Claimed, target: Target, *,
     if dropped:
         result.error_detail = dropped_note(dropped)
     try:
-        _check_literal_target(target.url, tuple(allowlist))
-        async with asyncio.timeout(target.timeout):
-            answer = await post_capped(client, parsed_url(target.url), content=content,
-                                       headers=headers, timeout=target.timeout)
+        _check_literal_target(target.url, frozenset(allowlist))
+        answer = await post_capped(client, parsed_url(target.url), content=content,
+                                   headers=headers, timeout=target.timeout)
         result.status_code = answer.status_code
         result.response_headers = answer.headers
         result.response_body = answer.body.decode("utf-8", "replace")
         if target.kind == "discord":
             result.retry_after = discord.retry_after(answer.status_code, answer.body)
     except Exception as exc:  # noqa: BLE001 - every failure is an attempt outcome
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, DeadlineExceeded):
             result.error = "timeout"
             result.error_detail = f"no complete answer within {target.timeout:g} s"
         else:

@@ -1,5 +1,5 @@
-"""The SSRF guard at connect time, the shared outgoing HTTP client, and what a failed send
-means.
+"""The SSRF guard at connect time and what a failed send means (the client that uses the
+guard: `dispatch.delivery_client`).
 
 A host name is resolved once by `GuardedResolver`, which drops every address the policy
 (`dispatch.address_policy`) refuses; aiohttp then connects to exactly the addresses that
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import ipaddress
 import re
 import socket
@@ -26,7 +25,6 @@ import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
-from httpx_aiohttp import AiohttpTransport
 
 from dispatch.address_policy import (
     IPNetwork,
@@ -37,11 +35,6 @@ from dispatch.address_policy import (
 from kernel.causes import exception_chain
 
 ErrorKind = Literal["timeout", "connect", "dns", "tls", "ssrf_blocked", "protocol"]
-
-DNS_CACHE_SECONDS = 5
-"""Resolved (and already filtered) addresses are reused this long, then checked again."""
-
-KEEPALIVE_SECONDS = 30.0
 
 Allowlist = Iterable[IPNetwork | str]
 
@@ -60,7 +53,8 @@ class TargetBlocked(OSError):
         return self.message
 
 
-def _networks(allowlist: Allowlist | None) -> list[IPNetwork]:
+def networks_of(allowlist: Allowlist | None) -> list[IPNetwork]:
+    """The allow-list as networks (strings parsed, networks kept)."""
     items = list(allowlist or ())
     strings = [item for item in items if isinstance(item, str)]
     networks = [item for item in items if not isinstance(item, str)]
@@ -125,7 +119,7 @@ def check_url_target(url: str, allowlist: Allowlist | None) -> None:
     Host names are checked when they are resolved, at every attempt.
     """
     address = url_ip_literal(url)
-    if address is not None and not is_allowed_address(address, _networks(allowlist)):
+    if address is not None and not is_allowed_address(address, networks_of(allowlist)):
         raise TargetBlocked(describe_refusal(address))
 
 
@@ -139,7 +133,7 @@ class GuardedResolver(AbstractResolver):
     """
 
     def __init__(self, allowlist: Allowlist | None, inner: AbstractResolver | None = None):
-        self._allowlist = _networks(allowlist)
+        self._allowlist = networks_of(allowlist)
         self._inner = inner
         self._owns_inner = inner is None
 
@@ -165,7 +159,7 @@ class GuardedResolver(AbstractResolver):
 def guarded_socket_factory(allowlist: Allowlist | None) -> Callable[[Any], socket.socket]:
     """Socket factory for aiohttp's connector that refuses to open a socket to a refused
     address: this catches IP-literal hosts, which aiohttp never passes to the resolver."""
-    networks = _networks(allowlist)
+    networks = networks_of(allowlist)
 
     def factory(addr_info: Any) -> socket.socket:
         family, type_, proto, _, address = addr_info
@@ -174,130 +168,6 @@ def guarded_socket_factory(allowlist: Allowlist | None) -> Callable[[Any], socke
         return socket.socket(family=family, type=type_, proto=proto)
 
     return factory
-
-
-# --- the shared client -------------------------------------------------------------------------
-
-
-def request_timeout(seconds: float, *, pool: float | None = None) -> httpx.Timeout:
-    """The timeout of one send. With the aiohttp transport `connect`/`read` become aiohttp's
-    `sock_connect`/`sock_read` and `pool` its `connect` (waiting for a pooled connection
-    plus DNS plus connecting), so `pool` must not be shorter than `seconds`. There is no
-    total deadline per request: wrap the send in `asyncio.timeout` for one."""
-    return httpx.Timeout(seconds, pool=max(seconds, pool or 0.0))
-
-
-class _KeptNowhere(httpx.Cookies):
-    """A cookie jar that keeps nothing: `Set-Cookie` answers are not even parsed."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-@functools.lru_cache(maxsize=64)
-def _timeout_extension(seconds: float) -> dict[str, float | None]:
-    return httpx.Timeout(seconds).as_dict()
-
-
-class DeliveryClient(httpx.AsyncClient):
-    """The shared outgoing client: an `httpx.AsyncClient` over a given transport that
-    follows no redirects, takes no proxy from the environment, and keeps no cookies
-    (a cookie one subscriber sets must not ride along on later deliveries, to it or to
-    another endpoint on the same host).
-
-    `open_post` sends the dispatcher's one kind of request without the per-request layers
-    httpx runs for auth, redirects, event hooks, mounts and cookies: this client has none
-    of them, and those layers cost a third of a delivery's CPU.
-    """
-
-    def __init__(self, *, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout) -> None:
-        super().__init__(transport=transport, timeout=timeout, follow_redirects=False,
-                         trust_env=False)
-        self._delivery_transport = transport
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        jar = self.__dict__.get("_kept_nowhere")
-        if jar is None:
-            jar = self.__dict__["_kept_nowhere"] = _KeptNowhere()
-        return jar
-
-    @cookies.setter
-    def cookies(self, value: Any) -> None:
-        return None
-
-    def post_request(self, url: httpx.URL, *, content: bytes, headers: dict[str, str],
-                     timeout: float) -> httpx.Request:
-        """The request `build_request("POST", url, content=..., headers=..., timeout=...)`
-        builds, header for header in the same order (tests/dispatch checks it): `Host`, the
-        client's default headers overlaid by `headers`, `Content-Length`; the timeout as an
-        extension. Built directly, because httpx's generic path (encoding the content,
-        merging and re-merging header lists) costs more than sending the request."""
-        overridden = {name.lower() for name in headers}
-        merged: list[tuple[str | bytes, str | bytes]] = [
-            (name, value) for name, value in self.headers.raw
-            if name.decode("latin-1").lower() not in overridden]
-        # Header text is sent as UTF-8 (`dispatch.outgoing.wire_text`), as aiohttp writes it.
-        merged.extend((name, value.encode("utf-8")) for name, value in headers.items())
-        auto: list[tuple[str | bytes, str | bytes]] = [(b"Host", url.netloc)] if url.host else []
-        if content:
-            merged.append((b"Content-Length", str(len(content)).encode("ascii")))
-        else:
-            auto.append((b"Content-Length", b"0"))
-        request = httpx.Request("POST", url, headers=auto + merged,  # type: ignore[arg-type]
-                                stream=httpx.ByteStream(content),
-                                extensions={"timeout": dict(_timeout_extension(timeout))})
-        request.read()
-        return request
-
-    async def open_post(self, url: httpx.URL, *, content: bytes, headers: dict[str, str],
-                        timeout: float) -> httpx.Response:
-        """POST and return the response with its body unread: read it, then `aclose()` it
-        (what `self.stream("POST", ...)` does, without the layers this client never uses)."""
-        if self.is_closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
-        request = self.post_request(url, content=content, headers=headers, timeout=timeout)
-        return await self._delivery_transport.handle_async_request(request)
-
-
-def build_http_client(
-    *,
-    max_connections: int,
-    timeout: float,
-    allowlist: Allowlist | None,
-    inner_resolver: AbstractResolver | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    pool_timeout: float | None = None,
-) -> DeliveryClient:
-    """The process's one outgoing client: httpx API over an aiohttp connector with the SSRF
-    guard, keep-alive for every connection, redirects not followed, no proxy from the
-    environment, no cookies. The aiohttp session is created on first use, inside the running
-    loop."""
-    networks = _networks(allowlist)
-    context = ssl_context or httpx.create_ssl_context()
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            resolver=GuardedResolver(networks, inner_resolver),
-            ttl_dns_cache=DNS_CACHE_SECONDS,
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            enable_cleanup_closed=True,
-            socket_factory=guarded_socket_factory(networks),
-            ssl=context,
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=False,
-                                     cookie_jar=aiohttp.DummyCookieJar())
-
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=KEEPALIVE_SECONDS,
-    )
-    return DeliveryClient(
-        transport=AiohttpTransport(client=session, limits=limits, trust_env=False),
-        timeout=request_timeout(timeout, pool=pool_timeout),
-    )
 
 
 # --- what went wrong ---------------------------------------------------------------------------
@@ -332,9 +202,9 @@ def _aiohttp_kind(error: aiohttp.ClientError) -> ErrorKind:
 def classify_send_error(exc: BaseException) -> ErrorKind:
     """The design's error kind for an exception raised while sending.
 
-    The httpx-aiohttp transport maps aiohttp errors to httpx ones loosely (a server that
-    closes the connection becomes `ConnectTimeout`, a malformed response stays an aiohttp
-    error), so the aiohttp cause decides when there is one.
+    The aiohttp error that caused an httpx one (`dispatch.delivery_client.as_httpx_error`)
+    decides when there is one: it says more (TLS, DNS, a closed connection) than the httpx
+    class it was mapped to.
     """
     chain = _chain(exc)
     if any(isinstance(item, TargetBlocked) for item in chain):

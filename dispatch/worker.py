@@ -29,6 +29,7 @@ from django.conf import settings
 from dispatch import queue, states
 from dispatch.address_policy import parse_allowlist
 from dispatch.alerts import AlertEvaluator
+from dispatch.delivery_client import DeliveryClient, build_http_client
 from dispatch.endpoints import Subscription, Target, Targets, utcnow
 from dispatch.gates import Gates, shared_allowances
 from dispatch.metrics import record_started
@@ -44,7 +45,6 @@ from dispatch.routing import SEND_NOW, WAIT_TURN, Router
 from dispatch.sender import send
 from dispatch.service import beside_jobs
 from dispatch.settle import Settlement, SettleWriter, decide
-from dispatch.ssrf import DeliveryClient, build_http_client
 from dispatch.wakeup import Listener
 from kernel.database import EVENT_CHANNEL, connection_params, database_url
 
@@ -91,7 +91,7 @@ class Dispatcher:
         self.shutdown_grace = (settings.RELAY_SHUTDOWN_GRACE if shutdown_grace is None
                                else shutdown_grace)
         self.circuit_cooldown = circuit_cooldown
-        self.allowlist = tuple(parse_allowlist(settings.RELAY_TARGET_ALLOWLIST))
+        self.allowlist = frozenset(parse_allowlist(settings.RELAY_TARGET_ALLOWLIST))
         """Parsed once: every send checks its target against it."""
         self.smtp = parse_smtp_url(settings.RELAY_SMTP_URL) if settings.RELAY_SMTP_URL else None
         self.owner = new_owner()

@@ -11,8 +11,8 @@ import zlib
 import httpx
 import pytest
 
+from dispatch.delivery_client import build_http_client
 from dispatch.posting import RESPONSE_BODY_LIMIT, post_capped
-from dispatch.ssrf import build_http_client
 from tests.dispatch.conftest import make_endpoint, make_source, post_event
 from tests.dispatch.raw_answers import RawServer, http_answer
 from tests.servers import wait_until

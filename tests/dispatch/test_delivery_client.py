@@ -1,18 +1,25 @@
-"""The shared outgoing client's lean request path sends what httpx's own path would, its
-answers are read capped, and it keeps no cookies between deliveries (real servers on
-loopback)."""
+"""The shared outgoing client (`dispatch.delivery_client`): its lean request path builds what
+httpx's own path would, its transport puts exactly that request on the wire, bounds the
+whole exchange by the total timeout, turns aiohttp's errors into httpx's, reuses only
+connections whose answer was read; answers are read capped, and no cookie is kept between
+deliveries (real servers on loopback). An upgrade of httpx or aiohttp that changes any of
+this fails here."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import time
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
 
+from dispatch.delivery_client import DeadlineExceeded, build_http_client
 from dispatch.posting import RESPONSE_BODY_LIMIT, post_capped
-from dispatch.ssrf import build_http_client
 from tests.dispatch.raw_answers import RawServer, http_answer
+from tests.servers import free_port
 
 CASES = [
     ("http://127.0.0.1:8080/hook?x=1", b'{"a": 1}',
@@ -31,8 +38,9 @@ async def test_post_request_is_what_build_request_builds(url, body, headers):
                                         timeout=7.5)
         actual = client.post_request(httpx.URL(url), content=body, headers=headers, timeout=7.5)
     assert actual.headers.raw == expected.headers.raw
-    assert (actual.method, actual.url, actual.content, actual.extensions) == (
-        expected.method, expected.url, expected.content, expected.extensions)
+    assert (actual.method, actual.url, actual.content) == (
+        expected.method, expected.url, expected.content)
+    assert actual.extensions == {**expected.extensions, "total_timeout": 7.5}
     assert type(actual.stream) is type(expected.stream)
 
 
@@ -91,3 +99,181 @@ async def test_a_cookie_set_by_one_endpoint_is_never_sent_again():
     finally:
         await runner.cleanup()
     assert seen == [("/endpoint-a", None), ("/endpoint-b", None), ("/endpoint-a", None)]
+
+
+# --- the transport: what reaches the wire, deadlines, errors, connections ---------------------
+
+
+class ScriptedServer:
+    """Loopback server that reads one request per connection turn and runs `answer(writer)`;
+    counts connections and keeps every request's bytes."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                self.requests.append(head + await reader.readexactly(length))
+                if not await self.answer(writer):
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+def answering(raw: bytes):
+    async def answer(writer: asyncio.StreamWriter) -> bool:
+        writer.write(raw)
+        await writer.drain()
+        return True
+    return answer
+
+
+async def test_the_request_goes_out_exactly_as_httpx_built_it():
+    """Every header of the `httpx.Request`, in its order, as its bytes (UTF-8 text
+    included), and nothing the transport adds; then the body."""
+    server = ScriptedServer(answering(http_answer("204 No Content", [], b"")))
+    headers = {"content-type": "application/json", "x-city": "Café Zürich",
+               "x-repeat": "1", "webhook-id": "evt_1"}
+    async with server as base, build_http_client(max_connections=1, timeout=5,
+                                                 allowlist=["127.0.0.1"]) as client:
+        url = httpx.URL(base + "/hook?q=1")
+        request = client.post_request(url, content=b'{"a": 1}', headers=headers, timeout=5)
+        response = await client.open_post(url, content=b'{"a": 1}', headers=headers, timeout=5)
+        await response.aread()
+        await response.aclose()
+    expected = b"POST /hook?q=1 HTTP/1.1\r\n" + b"".join(
+        name + b": " + value + b"\r\n" for name, value in request.headers.raw) + b"\r\n"
+    assert server.requests == [expected + b'{"a": 1}']
+    assert "x-city: Café Zürich".encode() in expected
+    assert response.status_code == 204
+
+
+async def test_the_total_timeout_ends_an_answer_that_trickles():
+    """A subscriber that sends its answer a byte at a time never lets a read timeout
+    fire; the request's total deadline ends it."""
+    async def trickle(writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        while True:
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async with ScriptedServer(trickle) as base, build_http_client(
+            max_connections=1, timeout=5, allowlist=["127.0.0.1"]) as client:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as raised:
+            async with asyncio.timeout(10):  # the test's own bound: a missed deadline fails
+                await post_capped(client, httpx.URL(base + "/"), content=b"{}", headers={},
+                                  timeout=0.6)
+        elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 2.0
+    assert isinstance(raised.value, httpx.TimeoutException)
+
+
+async def test_the_total_timeout_ends_a_silent_subscriber():
+    async def silent(writer: asyncio.StreamWriter) -> bool:
+        await asyncio.Event().wait()
+        return False
+
+    async with ScriptedServer(silent) as base, build_http_client(
+            max_connections=1, timeout=5, allowlist=["127.0.0.1"]) as client:
+        with pytest.raises(DeadlineExceeded):
+            await post_capped(client, httpx.URL(base + "/"), content=b"{}", headers={},
+                              timeout=0.3)
+
+
+async def test_without_a_total_timeout_httpx_read_timeout_applies():
+    async def silent(writer: asyncio.StreamWriter) -> bool:
+        await asyncio.Event().wait()
+        return False
+
+    async with ScriptedServer(silent) as base, build_http_client(
+            max_connections=1, timeout=0.3, allowlist=["127.0.0.1"]) as client:
+        with pytest.raises(httpx.ReadTimeout) as raised:
+            await client.post(base + "/", content=b"{}")
+    assert isinstance(raised.value.__cause__, aiohttp.ServerTimeoutError)
+
+
+async def _hang_up(writer: asyncio.StreamWriter) -> bool:
+    return False
+
+
+async def _garbage(writer: asyncio.StreamWriter) -> bool:
+    writer.write(b"HELLO THERE\r\n\r\n")
+    await writer.drain()
+    return False
+
+
+@pytest.mark.parametrize(("answer", "httpx_error", "aiohttp_error"), [
+    (_hang_up, httpx.ReadError, aiohttp.ServerDisconnectedError),
+    (_garbage, httpx.RemoteProtocolError, aiohttp.ClientResponseError),
+])
+async def test_aiohttp_errors_arrive_as_httpx_errors_caused_by_them(answer, httpx_error,
+                                                                     aiohttp_error):
+    async with ScriptedServer(answer) as base, build_http_client(
+            max_connections=1, timeout=5, allowlist=["127.0.0.1"]) as client:
+        with pytest.raises(httpx_error) as raised:
+            await client.post(base + "/", content=b"{}")
+    assert isinstance(raised.value.__cause__, aiohttp_error)
+    assert raised.value.request.url == httpx.URL(base + "/")
+
+
+async def test_a_refused_connection_is_a_connect_error():
+    async with build_http_client(max_connections=1, timeout=5,
+                                 allowlist=["127.0.0.1"]) as client:
+        with pytest.raises(httpx.ConnectError) as raised:
+            await client.post(f"http://127.0.0.1:{free_port()}/", content=b"{}")
+    assert isinstance(raised.value.__cause__, aiohttp.ClientConnectorError)
+
+
+async def test_a_header_that_is_not_utf8_is_refused_before_sending():
+    server = ScriptedServer(answering(http_answer("204 No Content", [], b"")))
+    async with server as base, build_http_client(max_connections=1, timeout=5,
+                                                 allowlist=["127.0.0.1"]) as client:
+        request = httpx.Request("POST", base + "/", headers=[(b"x-bad", b"\xff")],
+                                content=b"{}")
+        with pytest.raises(httpx.LocalProtocolError, match="not UTF-8"):
+            await client.send(request)
+    assert server.requests == []
+
+
+async def test_a_read_answer_keeps_its_connection_an_unread_one_closes_it():
+    big = b"z" * (4 << 20)  # far more than arrives before the capped read stops
+    small = ScriptedServer(answering(http_answer("200 OK", [], b"ok")))
+    large = ScriptedServer(answering(http_answer("200 OK", [], big)))
+    async with small as small_base, large as large_base, build_http_client(
+            max_connections=4, timeout=5, allowlist=["127.0.0.1"]) as client:
+        for _ in range(3):
+            await post_capped(client, httpx.URL(small_base + "/"), content=b"{}", headers={},
+                              timeout=5)
+            answer = await post_capped(client, httpx.URL(large_base + "/"), content=b"{}",
+                                       headers={}, timeout=5)
+            assert answer.body == big[:RESPONSE_BODY_LIMIT]
+    assert (len(small.requests), small.connections) == (3, 1)
+    assert (len(large.requests), large.connections) == (3, 3)

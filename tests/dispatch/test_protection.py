@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from aiohttp.abc import AbstractResolver
 
+from dispatch.delivery_client import build_http_client
 from dispatch.models import Attempt, Endpoint
-from dispatch.ssrf import build_http_client
 from tests.dispatch.conftest import (
     Sink,
     deliveries_of,

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from aiohttp.abc import AbstractResolver
 
+from dispatch.delivery_client import build_http_client
 from dispatch.ssrf import (
     GuardedResolver,
     TargetBlocked,
-    build_http_client,
     check_url_target,
     classify_send_error,
     describe_send_error,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dispatch.delivery_client import build_http_client
 from dispatch.posting import RESPONSE_BODY_LIMIT, post_capped
-from dispatch.ssrf import build_http_client
 from kernel.filters import FilterBudget, matches_filter, parse_document
 from tests.dispatch.raw_answers import RawServer, http_answer
 from tests.ops.fuzz import bodies, budget, hostile_json, json_like
