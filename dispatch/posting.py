@@ -112,6 +112,13 @@ async def read_capped(response: httpx.Response, layers: list[str],
     return b"".join(chunks)
 
 
+def has_no_body(status_code: int, headers: dict[str, str]) -> bool:
+    """Whether HTTP says the answer has no body (1xx, 204, 304, `Content-Length: 0`): the
+    usual answer to a webhook, which then costs no read."""
+    return (status_code in (204, 304) or status_code < 200
+            or headers.get("content-length") == "0")
+
+
 async def post_capped(client: DeliveryClient, url: httpx.URL, *, content: bytes,
                       headers: dict[str, str], timeout: float,
                       limit: int = RESPONSE_BODY_LIMIT) -> Answer:
@@ -119,7 +126,10 @@ async def post_capped(client: DeliveryClient, url: httpx.URL, *, content: bytes,
     response = await client.open_post(url, content=content, headers=headers, timeout=timeout)
     try:
         joined = response_headers(response.headers)
-        body = await read_capped(response, encoding_layers(joined), limit)
+        if has_no_body(response.status_code, joined):
+            body = b""
+        else:
+            body = await read_capped(response, encoding_layers(joined), limit)
     finally:
         await response.aclose()
     return Answer(response.status_code, joined, body)

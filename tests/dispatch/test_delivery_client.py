@@ -264,16 +264,23 @@ async def test_a_header_that_is_not_utf8_is_refused_before_sending():
 
 
 async def test_a_read_answer_keeps_its_connection_an_unread_one_closes_it():
+    """Answers without a body (204, `Content-Length: 0`) are not read at all, and their
+    connection is kept as much as one whose body was read."""
     big = b"z" * (4 << 20)  # far more than arrives before the capped read stops
     small = ScriptedServer(answering(http_answer("200 OK", [], b"ok")))
+    empty = ScriptedServer(answering(http_answer("204 No Content", [], b"")))
+    zero = ScriptedServer(answering(http_answer("200 OK", [], b"")))
     large = ScriptedServer(answering(http_answer("200 OK", [], big)))
-    async with small as small_base, large as large_base, build_http_client(
-            max_connections=4, timeout=5, allowlist=["127.0.0.1"]) as client:
+    async with small as small_base, empty as empty_base, zero as zero_base, \
+            large as large_base, build_http_client(max_connections=4, timeout=5,
+                                                   allowlist=["127.0.0.1"]) as client:
         for _ in range(3):
-            await post_capped(client, httpx.URL(small_base + "/"), content=b"{}", headers={},
-                              timeout=5)
-            answer = await post_capped(client, httpx.URL(large_base + "/"), content=b"{}",
-                                       headers={}, timeout=5)
-            assert answer.body == big[:RESPONSE_BODY_LIMIT]
+            for base, body in ((small_base, b"ok"), (empty_base, b""), (zero_base, b""),
+                               (large_base, big[:RESPONSE_BODY_LIMIT])):
+                answer = await post_capped(client, httpx.URL(base + "/"), content=b"{}",
+                                           headers={}, timeout=5)
+                assert answer.body == body
     assert (len(small.requests), small.connections) == (3, 1)
+    assert (len(empty.requests), empty.connections) == (3, 1)
+    assert (len(zero.requests), zero.connections) == (3, 1)
     assert (len(large.requests), large.connections) == (3, 3)
