@@ -33,6 +33,8 @@ def masked(headers: Mapping[str, str]) -> dict[str, str]:
 def mask_sent(sent: Mapping[str, str], endpoint_headers: Mapping[str, str]) -> dict[str, str]:
     """A request's headers with the values that came from the endpoint's headers masked
     (matched by lower-case name; a value Relay's own layer replaced stays)."""
+    if not endpoint_headers:
+        return dict(sent)
     secret = {name.lower(): value for name, value in endpoint_headers.items()}
     return {name: MASK if secret.get(name.lower()) == value else value
             for name, value in sent.items()}

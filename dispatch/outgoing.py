@@ -15,6 +15,9 @@ DROPPED = frozenset({
     "expect",
 })
 DROPPED_PREFIXES = ("proxy-", "webhook-")
+_FORWARD_DROPPED_PREFIXES = (*DROPPED_PREFIXES, "x-relay-")
+"""A delivery's `x-relay-*` headers are Relay's own: none is forwarded or taken from the
+endpoint's headers."""
 _UNSENDABLE = re.compile("[\r\n\x00]")
 """What no header line can carry (searched once per value: every delivery's every header)."""
 
@@ -42,6 +45,10 @@ def wire_text(value: str) -> str | None:
 
 def split_sendable(headers: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """(the headers as the text to send, byte-exact; the names of those left out)."""
+    names, values = "".join(headers), "".join(headers.values())
+    if (names.isascii() and values.isascii() and not _UNSENDABLE.search(names)
+            and not _UNSENDABLE.search(values)):
+        return dict(headers), []  # the usual case, checked in two searches
     kept: dict[str, str] = {}
     dropped: list[str] = []
     for name, value in headers.items():
@@ -53,28 +60,21 @@ def split_sendable(headers: Mapping[str, str]) -> tuple[dict[str, str], list[str
     return kept, dropped
 
 
-def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
-    tokens: set[str] = set()
-    for name, value in headers.items():
-        if name.lower() == "connection":
-            tokens.update(token.strip().lower() for token in str(value).split(","))
-    tokens.discard("")
-    return tokens
-
-
-def _kept(headers: Mapping[str, str]) -> dict[str, str]:
-    named_by_connection = _connection_tokens(headers)
+def _kept(headers: Mapping[str, str],
+          dropped_prefixes: tuple[str, ...] = DROPPED_PREFIXES) -> dict[str, str]:
+    """The headers that may be forwarded, by lower-case name: not hop-by-hop (nor named
+    by `Connection`), none whose name starts with one of `dropped_prefixes`."""
     kept: dict[str, str] = {}
+    named_by_connection: set[str] = set()
     for name, value in headers.items():
         lower = name.strip().lower()
-        if (
-            not lower
-            or lower in DROPPED
-            or lower in named_by_connection
-            or lower.startswith(DROPPED_PREFIXES)
-        ):
+        if lower == "connection":
+            named_by_connection.update(token.strip().lower() for token in str(value).split(","))
+        if not lower or lower in DROPPED or lower.startswith(dropped_prefixes):
             continue
         kept[lower] = str(value)
+    for lower in named_by_connection & kept.keys():
+        del kept[lower]
     return kept
 
 
@@ -98,13 +98,12 @@ def outgoing_headers(
     `webhook-*` / `x-relay-*` headers. `content_type` fills `content-type` only when the
     event carries none (published events).
     """
-    hops = hops_of({name.lower(): value for name, value in event_headers.items()}) + 1
-    headers = _kept(event_headers)
-    headers.update(_kept(endpoint_headers or {}))
+    hop_counts = [value for name, value in event_headers.items() if name.lower() == HOPS_HEADER]
+    hops = hops_of({HOPS_HEADER: hop_counts[-1]} if hop_counts else {}) + 1
+    headers = _kept(event_headers, _FORWARD_DROPPED_PREFIXES)
+    headers.update(_kept(endpoint_headers or {}, _FORWARD_DROPPED_PREFIXES))
     if content_type and "content-type" not in headers:
         headers["content-type"] = content_type
-    for name in [name for name in headers if name.startswith("x-relay-")]:
-        del headers[name]
     headers["user-agent"] = f"Relay/{version}"
     # A compressed answer could expand far past what is kept of it: ask for none.
     headers["accept-encoding"] = "identity"

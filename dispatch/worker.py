@@ -94,6 +94,8 @@ class Dispatcher:
         self.allowlist = frozenset(parse_allowlist(settings.RELAY_TARGET_ALLOWLIST))
         """Parsed once: every send checks its target against it."""
         self.smtp = parse_smtp_url(settings.RELAY_SMTP_URL) if settings.RELAY_SMTP_URL else None
+        self.smtp_from: str = settings.RELAY_SMTP_FROM
+        self.version: str = settings.VERSION
         self.owner = new_owner()
         self.client = client
         self.rng = random.Random()
@@ -453,8 +455,8 @@ class Dispatcher:
         try:
             assert self.client is not None, "deliver() before start()"
             result = await send(self.client, job, target, allowlist=self.allowlist,
-                                version=settings.VERSION, smtp=self.smtp,
-                                smtp_from=settings.RELAY_SMTP_FROM)
+                                version=self.version, smtp=self.smtp,
+                                smtp_from=self.smtp_from)
         finally:
             self.in_flight.pop(job.id, None)
             self._release(job.endpoint_id, time.monotonic())
