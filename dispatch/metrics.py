@@ -11,6 +11,8 @@ Prometheus scrapes (registered with the metrics core by the wiring, relay/apps.p
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client.core import GaugeMetricFamily, Metric
 from tortoise import connections
 
@@ -41,9 +43,19 @@ STARTED = Counter(
 )
 
 
+_ATTEMPT_SERIES: dict[tuple[str, str], Any] = {}
+_DELIVERY_SERIES: dict[tuple[str, str], Any] = {}
+"""The labelled series already asked for: `labels()` validates and locks at every call,
+and these are counted for every delivery. They are never removed (nor are the series
+themselves)."""
+
+
 def record_attempt(endpoint_id: str, outcome: str, duration_seconds: float) -> None:
     """Count one HTTP try and observe its duration (the dispatcher calls this)."""
-    ATTEMPTS.labels(endpoint_id, outcome).inc()
+    series = _ATTEMPT_SERIES.get((endpoint_id, outcome))
+    if series is None:
+        series = _ATTEMPT_SERIES[(endpoint_id, outcome)] = ATTEMPTS.labels(endpoint_id, outcome)
+    series.inc()
     ATTEMPT_DURATION.observe(duration_seconds)
 
 
@@ -55,7 +67,10 @@ def record_started(path: str, count: int) -> None:
 
 def record_delivery_final(endpoint_id: str, status: str) -> None:
     """Count a delivery that is `succeeded`, `failed` or `cancelled` for good."""
-    DELIVERIES.labels(endpoint_id, status).inc()
+    series = _DELIVERY_SERIES.get((endpoint_id, status))
+    if series is None:
+        series = _DELIVERY_SERIES[(endpoint_id, status)] = DELIVERIES.labels(endpoint_id, status)
+    series.inc()
 
 
 

@@ -46,6 +46,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def floor_to(moment: datetime, seconds: int) -> datetime:
     """The start of the `seconds`-long period (aligned on the epoch, in UTC) holding `moment`
     (exact to the microsecond: no float on the way)."""
+    if moment.tzinfo is UTC:  # every attempt's start: minutes and hours by truncation
+        if seconds == MINUTE:
+            return moment.replace(second=0, microsecond=0)
+        if seconds == HOUR:
+            return moment.replace(minute=0, second=0, microsecond=0)
     span = timedelta(seconds=seconds)
     return EPOCH + (moment - EPOCH) // span * span
 
