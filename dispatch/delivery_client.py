@@ -150,7 +150,10 @@ class DeliveryTransport(httpx.AsyncBaseTransport):
         steps = request.extensions.get("timeout") or {}
         timeout = _client_timeout(steps.get("connect"), steps.get("read"), steps.get("pool"),
                                   request.extensions.get(TOTAL_TIMEOUT))
-        content = await request.aread()
+        try:
+            content = request.content
+        except httpx.RequestNotRead:
+            content = await request.aread()
         try:
             response = await session.request(
                 request.method, _aiohttp_url(str(request.url)), headers=_header_text(request),

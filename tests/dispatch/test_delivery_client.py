@@ -284,3 +284,17 @@ async def test_a_read_answer_keeps_its_connection_an_unread_one_closes_it():
     assert (len(empty.requests), empty.connections) == (3, 1)
     assert (len(zero.requests), zero.connections) == (3, 1)
     assert (len(large.requests), large.connections) == (3, 3)
+
+
+async def test_a_streamed_request_body_is_read_then_sent():
+    async def parts():
+        yield b'{"a": '
+        yield b"1}"
+
+    server = ScriptedServer(answering(http_answer("204 No Content", [], b"")))
+    async with server as base, build_http_client(max_connections=1, timeout=5,
+                                                 allowlist=["127.0.0.1"]) as client:
+        response = await client.post(base + "/", content=parts(),
+                                     headers={"content-length": "8"})
+    assert response.status_code == 204
+    assert server.requests[0].endswith(b'\r\n\r\n{"a": 1}')
