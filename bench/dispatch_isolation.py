@@ -52,6 +52,8 @@ from _dispatch_common import (
 TARGET_RATIO = 0.85
 OPEN = ("SELECT count(*) FROM delivery"
         " WHERE endpoint_id = $1 AND status IN ('pending', 'retrying', 'delivering')")
+ANY_OPEN = ("SELECT EXISTS (SELECT 1 FROM delivery"
+            " WHERE endpoint_id = $1 AND status IN ('pending', 'retrying', 'delivering'))")
 
 
 class BlackHole:
@@ -106,7 +108,8 @@ async def phase(stack: Stack, label: str, endpoints: dict[str, str], beside: boo
     statements_reset(stack)
     result = await drain(
         stack, f"dispatch-{number}-{label}", total=count, endpoint_ids=[endpoints["healthy"]],
-        remaining_sql=OPEN, remaining_args=[endpoints["healthy"]], timeout=args.timeout,
+        remaining_sql=OPEN, any_left_sql=ANY_OPEN, remaining_args=[endpoints["healthy"]],
+        timeout=args.timeout,
         on_progress=(lambda: f"  black hole: {hole.open} connections open") if beside else None)
     statements_report(stack, count)
     rows = stack.pg.psql(

@@ -93,6 +93,8 @@ async def run_dispatcher(stack: Stack, endpoint_id: str, args: argparse.Namespac
         stack, f"dispatch-{number}", total=count, endpoint_ids=[endpoint_id],
         remaining_sql="SELECT count(*) FROM delivery"
                       " WHERE status IN ('pending', 'retrying', 'delivering')",
+        any_left_sql="SELECT EXISTS (SELECT 1 FROM delivery"
+                     " WHERE status IN ('pending', 'retrying', 'delivering'))",
         timeout=args.timeout, profile=f"{args.profile}.{number}.txt" if args.profile else None)
     checks = stack.pg.psql(
         "SELECT (SELECT count(*) FROM delivery WHERE status = 'succeeded'),"
