@@ -53,7 +53,7 @@ LISTENER_NAME = "relay live listener"
 AUDIENCE_TTL = 1.0
 """Seconds a sender goes on its last answer to "is anyone listening?"."""
 HELD_LIMIT = 1_000
-"""Payloads held at most while the answer is "nobody" (the oldest go first)."""
+"""Messages held at most while the answer is "nobody" (the oldest go first)."""
 _AUDIENCE = """
 SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                WHERE datname = current_database() AND application_name = $1)
@@ -62,6 +62,13 @@ SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 
 def _encode(group: str, message: dict[str, Any]) -> bytes:
     return orjson.dumps({"g": group, "m": message})
+
+
+def _checked(message: dict[str, Any]) -> None:
+    """Raise TypeError now for a message JSON cannot carry, as encoding it would later
+    (messages are held unencoded while nobody listens): the sender's fallback
+    (kernel.bus) turns such values into text and sends again."""
+    _encode("", message)
 
 
 def payloads(group: str, message: dict[str, Any], limit: int = PAYLOAD_LIMIT) -> list[str]:
@@ -126,7 +133,9 @@ class PostgresChannelLayer(BaseChannelLayer):
         """Set while the LISTEN connection is up (tests wait for it)."""
         self._audience = False
         self._audience_until = 0.0
-        self._held: deque[str] = deque(maxlen=HELD_LIMIT)
+        self._held: deque[tuple[str, dict[str, Any]]] = deque(maxlen=HELD_LIMIT)
+        """(group, message) sent while the last answer was "nobody listens": encoded
+        only if someone does by the next check (most of the time nobody does)."""
         self._recheck: asyncio.TimerHandle | None = None
         self.notified = 0
         """Payloads sent as NOTIFY so far (held ones count once they are sent)."""
@@ -142,9 +151,6 @@ class PostgresChannelLayer(BaseChannelLayer):
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert self.require_valid_group_name(group)
-        texts = payloads(group, message)
-        if not texts:
-            return
         loop = asyncio.get_running_loop()
         if self._sender_lock is None or self._sender_loop is not loop:
             # A connection belongs to one event loop (tests and commands start new ones).
@@ -152,11 +158,13 @@ class PostgresChannelLayer(BaseChannelLayer):
             self._audience_until, self._recheck = 0.0, None
             self._held.clear()
         async with self._sender_lock:
-            self._held.extend(texts)
+            if not self.groups and not self._audience:
+                _checked(message)  # otherwise `payloads` raises below, before anything is held
+            self._held.append((group, message))
             await self._send_held(loop)
 
     async def _send_held(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Send the held payloads if someone listens; hold them until the next check if
+        """Send the held messages if someone listens; hold them until the next check if
         the last answer was "nobody"; drop them if a fresh check says so. Under the lock."""
         fresh = False
         try:
@@ -168,8 +176,11 @@ class PostgresChannelLayer(BaseChannelLayer):
                 self._audience_until = loop.time() + AUDIENCE_TTL
                 fresh = True
             if self._audience:
-                texts = list(self._held)
+                held = list(self._held)
                 self._held.clear()
+                texts = [text for group, message in held for text in payloads(group, message)]
+                if not texts:
+                    return
                 await self._query(lambda sender: sender.execute(
                     _SEND, self.notify_channel, texts))
                 self.notified += len(texts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from kernel.bus import LAYER_MESSAGE_TYPE, LIVE_GROUP
 from kernel.pglayer import PAYLOAD_LIMIT, PostgresChannelLayer, payloads
@@ -113,3 +114,18 @@ async def test_a_listener_that_joins_gets_what_is_sent_after_it_joined(database)
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_a_message_json_cannot_carry_is_refused_even_while_nobody_listens(database):
+    """Held messages are encoded only when someone listens; one that could never be is
+    refused at once (the live bus then sends it as text), not dropped later with others."""
+    from decimal import Decimal
+
+    sender = PostgresChannelLayer()
+    try:
+        with pytest.raises(TypeError):
+            await sender.group_send(LIVE_GROUP, {"type": LAYER_MESSAGE_TYPE,
+                                                 "message": {"amount": Decimal("1.5")}})
+        assert not sender._held
+    finally:
+        await sender.close()
