@@ -405,9 +405,11 @@ _SWEEP = f"""
 UPDATE delivery d SET status = '{RETRYING}', lease_owner = NULL, lease_expires_at = NULL,
     next_attempt_at = CASE WHEN (SELECT kind FROM endpoint e WHERE e.id = d.endpoint_id) = 'cli'
                            THEN NULL ELSE now() END
-WHERE id IN (SELECT id FROM delivery WHERE status = '{DELIVERING}' AND lease_expires_at < now()
-             ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+WHERE id = ANY(ARRAY(SELECT id FROM delivery
+                   WHERE status = '{DELIVERING}' AND lease_expires_at < now()
+                   ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))
 """  # noqa: S608 - constants only; values are bound
+"""The expired leases' ids as an array, found by primary key (see `PARK_CHUNK`)."""
 
 
 async def sweep_expired_leases(connection: asyncpg.Connection, limit: int = 1000) -> int:
@@ -471,15 +473,20 @@ WHERE endpoint_id = $1 AND status IN {ACTIVE_SQL}
 """  # noqa: S608 - constants only; values are bound
 _PARK_CHUNK = f"""
 UPDATE delivery SET next_attempt_at = NULL
-WHERE id IN (SELECT id FROM delivery
-             WHERE endpoint_id = $1 AND id > $3 AND status IN {WAITING_SQL}
-               AND next_attempt_at IS NOT NULL
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+WHERE id = ANY(ARRAY(SELECT id FROM delivery
+                   WHERE endpoint_id = $1 AND id > $3 AND status IN {WAITING_SQL}
+                     AND next_attempt_at IS NOT NULL
+                   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
 RETURNING id
 """  # noqa: S608 - constants only; values are bound
 PARK_CHUNK = 1000
 """Deliveries parked per statement when a circuit opens: a backlog of 100,000 is parked in
-short statements, never one long transaction that holds 100,000 row locks."""
+short statements, never one long transaction that holds 100,000 row locks.
+
+The chunk's ids are taken as an array (`id = ANY(ARRAY(...))`), so each partition finds
+them through its primary key. As `id IN (SELECT ...)` the planner was free to hash-join
+the chunk against a sequential scan of every partition, and did on tables of tens of
+thousands of rows: each chunk of 1,000 read the whole table."""
 
 
 def _count(result: str) -> int:
@@ -561,10 +568,10 @@ ORDER BY id
 """
 _UNPARK_CHUNK = f"""
 UPDATE delivery SET next_attempt_at = now()
-WHERE id IN (SELECT id FROM delivery
-             WHERE endpoint_id = $1 AND id > $3 AND status IN {WAITING_SQL}
-               AND next_attempt_at IS NULL
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+WHERE id = ANY(ARRAY(SELECT id FROM delivery
+                   WHERE endpoint_id = $1 AND id > $3 AND status IN {WAITING_SQL}
+                     AND next_attempt_at IS NULL
+                   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
   AND (SELECT circuit_opened_at IS NULL AND enabled AND kind <> 'cli'
        FROM endpoint WHERE id = $1)
 RETURNING id

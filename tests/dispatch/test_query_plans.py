@@ -18,6 +18,14 @@ SELECT 'dlv_' || lpad(n::text, 26, '0'), 'evt_x', 'ep_' || (n % 50),
        CASE WHEN n % 100 = 0 THEN now() - interval '1 second' END, now(), now()
 FROM generate_series(1, 50000) AS n
 """
+BACKLOG = """
+INSERT INTO delivery (id, event_id, endpoint_id, status, attempts_count, retry_base,
+                      next_attempt_at, created_at)
+SELECT 'dlv_b' || lpad(n::text, 25, '0'), 'evt_x', 'ep_backlog', 'pending', 0, 0,
+       CASE WHEN n % 2 = 0 THEN now() END, now()
+FROM generate_series(1, 20000) AS n
+"""
+"""An endpoint with a backlog of 20,000 (half parked), beside the 50,000 of `FILL`."""
 FILL_EVENTS = """
 INSERT INTO event (id, received_at, method, query, headers, content_type, size, body)
 SELECT 'evt_' || lpad(n::text, 26, '0'), now(), 'POST', '', '{}', '', 0, ''
@@ -78,10 +86,15 @@ async def test_claim_sweep_and_routing_use_partial_indexes(db):
         park = await plan(connection, queue._PARK, "ep_1")
         assert not full_scan(park), park
         # A circuit's backlog is parked and unparked in chunks, each going on from the last
-        # id of the one before: an index, never a scan of every delivery.
+        # id of the one before: an index, never a scan of every delivery, also for a
+        # large backlog at the chunk size used (as `id IN (SELECT ...)` a chunk of 1,000
+        # was hash-joined against a scan of every delivery).
+        await connection.execute(BACKLOG)
+        await connection.execute("ANALYZE delivery")
         for chunked in (queue._PARK_CHUNK, queue._UNPARK_CHUNK):
-            walk = await plan(connection, chunked, "ep_0", 10, "dlv_0")
-            assert not full_scan(walk), walk
+            for endpoint, size in (("ep_0", 10), ("ep_backlog", queue.PARK_CHUNK)):
+                walk = await plan(connection, chunked, endpoint, size, "dlv_0")
+                assert not full_scan(walk), walk
 
 
 async def generic_plan(connection, sql: str, *args) -> str:
