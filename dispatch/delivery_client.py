@@ -20,6 +20,7 @@ each keeping the aiohttp error as its cause for `dispatch.ssrf.classify_send_err
 from __future__ import annotations
 
 import functools
+import math
 import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -91,12 +92,15 @@ def _client_timeout(connect: float | None, read: float | None, pool: float | Non
     """httpx's step timeouts as aiohttp's (`connect` → `sock_connect`, `read` →
     `sock_read`, `pool` → `connect`: waiting for a pooled connection plus DNS plus
     connecting), with `total` on top. A step timeout no shorter than the total could
-    never end a request first, so it is left out: each one is a timer aiohttp arms."""
+    never end a request first, so it is left out: each one is a timer aiohttp arms.
+    Deadlines are kept to the moment: by default aiohttp rounds one of more than 5 s up to
+    the loop's next whole second, and a 10 s timeout could end an attempt after 10.9 s."""
     def step(seconds: float | None) -> float | None:
         return None if seconds is None or (total is not None and seconds >= total) else seconds
 
     return aiohttp.ClientTimeout(total=total, sock_connect=step(connect),
-                                 sock_read=step(read), connect=step(pool))
+                                 sock_read=step(read), connect=step(pool),
+                                 ceil_threshold=math.inf)
 
 
 def _header_text(request: httpx.Request) -> CIMultiDict[str]:

@@ -298,3 +298,14 @@ async def test_a_streamed_request_body_is_read_then_sent():
                                      headers={"content-length": "8"})
     assert response.status_code == 204
     assert server.requests[0].endswith(b'\r\n\r\n{"a": 1}')
+
+
+def test_a_long_total_timeout_is_not_rounded_up():
+    """aiohttp rounds a deadline of more than 5 s up to the loop's next whole second
+    unless told not to: an attempt's 10 s must not become 10.9 s."""
+    from dispatch.delivery_client import _client_timeout
+
+    timeout = _client_timeout(10.0, 10.0, 10.0, 10.0)
+    assert (timeout.total, timeout.sock_read, timeout.sock_connect, timeout.connect) == (
+        10.0, None, None, None)
+    assert timeout.ceil_threshold > 10.0
