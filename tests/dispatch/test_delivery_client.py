@@ -18,7 +18,7 @@ from aiohttp import web
 
 from dispatch.delivery_client import DeadlineExceeded, build_http_client
 from dispatch.posting import RESPONSE_BODY_LIMIT, post_capped
-from tests.dispatch.raw_answers import RawServer, http_answer
+from tests.dispatch.raw_answers import RawServer, ScriptedServer, answering, http_answer, silent
 from tests.servers import free_port
 
 CASES = [
@@ -104,56 +104,6 @@ async def test_a_cookie_set_by_one_endpoint_is_never_sent_again():
 # --- the transport: what reaches the wire, deadlines, errors, connections ---------------------
 
 
-class ScriptedServer:
-    """Loopback server that reads one request per connection turn and runs `answer(writer)`;
-    counts connections and keeps every request's bytes."""
-
-    def __init__(self, answer) -> None:
-        self.answer = answer
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                self.requests.append(head + await reader.readexactly(length))
-                if not await self.answer(writer):
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-
-def answering(raw: bytes):
-    async def answer(writer: asyncio.StreamWriter) -> bool:
-        writer.write(raw)
-        await writer.drain()
-        return True
-    return answer
-
-
 async def test_the_request_goes_out_exactly_as_httpx_built_it():
     """Every header of the `httpx.Request`, in its order, as its bytes (UTF-8 text
     included), and nothing the transport adds; then the body."""
@@ -197,10 +147,6 @@ async def test_the_total_timeout_ends_an_answer_that_trickles():
 
 
 async def test_the_total_timeout_ends_a_silent_subscriber():
-    async def silent(writer: asyncio.StreamWriter) -> bool:
-        await asyncio.Event().wait()
-        return False
-
     async with ScriptedServer(silent) as base, build_http_client(
             max_connections=1, timeout=5, allowlist=["127.0.0.1"]) as client:
         with pytest.raises(DeadlineExceeded):
@@ -209,10 +155,6 @@ async def test_the_total_timeout_ends_a_silent_subscriber():
 
 
 async def test_without_a_total_timeout_httpx_read_timeout_applies():
-    async def silent(writer: asyncio.StreamWriter) -> bool:
-        await asyncio.Event().wait()
-        return False
-
     async with ScriptedServer(silent) as base, build_http_client(
             max_connections=1, timeout=0.3, allowlist=["127.0.0.1"]) as client:
         with pytest.raises(httpx.ReadTimeout) as raised:
